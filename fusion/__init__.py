@@ -1,0 +1,1 @@
+"""(ClinicalRecord, BoneFeatures) -> RiskReport: models, training, evaluation, cohorts, model artifacts."""

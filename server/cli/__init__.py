@@ -1,0 +1,1 @@
+"""The `osteorisk` command line: one module per subcommand, dispatched by `server.cli.main`."""

@@ -1,0 +1,122 @@
+"""Server configuration: a TOML file plus `OSTEORISK_*` environment variables (environment wins).
+
+Nothing in a request can change where the server reads or connects: FHIR and DICOMweb base URLs and
+the data roots are configuration only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TlsConfig(_Section):
+    """Server TLS. With `client_ca_file`, clients must present a certificate signed by it (mutual TLS)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+class AuthConfig(_Section):
+    """Bearer-token authentication; with neither file set, authentication is off (loopback use only)."""
+
+    token_file: Path | None = Field(default=None, description="static tokens: one 'token scope,scope' per line")
+    jwks_file: Path | None = Field(default=None, description="local JWKS to verify JWT bearer tokens")
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+
+
+class FhirSourceConfig(_Section):
+    """The one FHIR source the server reads patients from: a base URL, a bundle file or an NDJSON directory."""
+
+    source: str
+    bearer_token_file: Path | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class DicomWebConfig(_Section):
+    """The one PACS the server fetches series from over DICOMweb."""
+
+    base_url: str
+    bearer_token_file: Path | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port")
+    max_workers: int = Field(default=16, ge=1, le=256)
+    model_dir: Path | None = Field(default=None, description="model directory; default: the bundled model")
+    max_message_bytes: int = Field(default=512 * MIB, ge=MIB, description="largest request or response")
+    max_inline_image_bytes: int = Field(default=512 * MIB, ge=0, description="largest inline CT payload")
+    grace_period_s: float = Field(default=10.0, ge=0, description="graceful shutdown wait for running RPCs")
+    data_roots: list[Path] = Field(default_factory=list, description="server-side folders CT/FHIR may be read from")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus /metrics port")
+    audit_log: Path | None = None
+    tls: TlsConfig | None = None
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    fhir: FhirSourceConfig | None = None
+    dicomweb: DicomWebConfig | None = None
+
+
+_ENV_PREFIX = "OSTEORISK_"
+_ENV_KEYS = {
+    "HOST": ("host",),
+    "PORT": ("port",),
+    "MAX_WORKERS": ("max_workers",),
+    "MODEL_DIR": ("model_dir",),
+    "MAX_MESSAGE_BYTES": ("max_message_bytes",),
+    "MAX_INLINE_IMAGE_BYTES": ("max_inline_image_bytes",),
+    "METRICS_PORT": ("metrics_port",),
+    "AUDIT_LOG": ("audit_log",),
+    "FHIR_SOURCE": ("fhir", "source"),
+    "DICOMWEB_BASE_URL": ("dicomweb", "base_url"),
+    "AUTH_TOKEN_FILE": ("auth", "token_file"),
+    "AUTH_JWKS_FILE": ("auth", "jwks_file"),
+    "TLS_CERT_FILE": ("tls", "cert_file"),
+    "TLS_KEY_FILE": ("tls", "key_file"),
+    "TLS_CLIENT_CA_FILE": ("tls", "client_ca_file"),
+}
+
+
+def load_config(path: Path | None = None, *, environ: dict[str, str] | None = None) -> ServerConfig:
+    """Read `path` (TOML; optional), overlay `OSTEORISK_*` variables, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    env = os.environ if environ is None else environ
+    for suffix, keys in _ENV_KEYS.items():
+        value = env.get(_ENV_PREFIX + suffix)
+        if value is None:
+            continue
+        section = data
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+        section[keys[-1]] = value
+    if roots := env.get(_ENV_PREFIX + "DATA_ROOTS"):
+        data["data_roots"] = [r for r in roots.split(os.pathsep) if r]
+    try:
+        return ServerConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise ConfigError(f"invalid server configuration: {problems}") from exc
