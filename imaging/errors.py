@@ -42,3 +42,9 @@ class BackendUnavailableError(ImagingError):
     """A segmentation backend was asked for but its package or weights are not installed."""
 
     reason = "BACKEND_UNAVAILABLE"
+
+
+class ProcessingCancelledError(ImagingError):
+    """The caller gave up (deadline passed or cancelled); work stopped between steps."""
+
+    reason = "CANCELLED"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from clinical.errors import ClinicalError
 from fusion.errors import FusionError
 from imaging.errors import ImagingError
-from server.cli import assess, clinical, cohort, features, models, serve, synth
+from server.cli import assess, clinical, cohort, evaluate, features, models, serve, synth
 from server.config import ConfigError
 from server.errors import NotImplementedYetError, RequestError
 
@@ -35,7 +35,7 @@ _EXPECTED_ERRORS = (
     NotADirectoryError,
 )
 
-_SUBCOMMAND_MODULES = (features, clinical, assess, models, synth, cohort, serve)
+_SUBCOMMAND_MODULES = (features, clinical, assess, models, evaluate, synth, cohort, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`osteorisk train | predict | evaluate`: fit, apply and evaluate risk models on cohort tables."""
+"""`osteorisk train | predict`: fit risk models on cohort tables and score cohort tables with them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ def register(subparsers: Any) -> None:
     for name, help_text in (
         ("train", "train a model on a cohort table"),
         ("predict", "score a cohort table with a model"),
-        ("evaluate", "evaluate a model on a cohort table"),
     ):
         parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
         parser.set_defaults(func=run)

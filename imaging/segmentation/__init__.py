@@ -1,0 +1,1 @@
+"""Vertebra segmentation backends behind one interface (`base.SegmentationBackend`) and a registry."""
