@@ -1,0 +1,135 @@
+"""Translation between the domain types (pydantic, JSON contracts) and their protobuf messages.
+
+The JSON contracts of DESIGN.md and the proto3 JSON mapping share field names, so one generic path does
+the work: domain -> JSON dict -> `json_format.ParseDict` (unknown fields refused, so a domain field that the
+proto does not mirror fails loudly), and back with `MessageToDict` plus a small normalisation guided by the
+pydantic model (proto3 writes an unset string as "" and an unset repeated field as []; the domain says None).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, TypeVar, get_args, get_origin
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from pydantic import BaseModel
+
+from clinical.types import ClinicalRecord, ClinicalVariables
+from fusion.types import ModelCard, RiskReport
+from imaging.types import BoneFeatures
+from server.generated.osteorisk.v1 import (
+    bone_features_pb2,
+    clinical_record_pb2,
+    model_card_pb2,
+    risk_report_pb2,
+)
+
+M = TypeVar("M", bound=Message)
+D = TypeVar("D", bound=BaseModel)
+
+
+def _drop_none(value: Any) -> Any:
+    """JSON without nulls: proto3 has no null for scalars (a None is an unset field)."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def to_proto(model: BaseModel, message: M, *, keep_nulls_under: tuple[str, ...] = ()) -> M:
+    """Fill `message` from a domain object; raises json_format.ParseError on any unmirrored field."""
+    data = model.model_dump(mode="json", by_alias=True)
+    cleaned = _drop_none(data)
+    for key in keep_nulls_under:  # google.protobuf.Value/Struct fields carry JSON nulls as such
+        if key in data:
+            cleaned[key] = data[key]
+    json_format.ParseDict(cleaned, message, ignore_unknown_fields=False)
+    return message
+
+
+def _optional_inner(annotation: Any) -> tuple[bool, Any]:
+    """(allows None, the non-None annotation) of a field annotation."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        allows_none = len(args) < len(get_args(annotation))
+        return allows_none, args[0] if len(args) == 1 else annotation
+    return False, annotation
+
+
+def _normalise(model_type: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """Turn proto3 defaults back into the domain's None where the domain field is optional; recurse."""
+    fields = {field.alias or name: field for name, field in model_type.model_fields.items()}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:  # a proto field the domain lacks: kept, so that validation refuses it
+            out[key] = value
+            continue
+        allows_none, inner = _optional_inner(field.annotation)
+        if allows_none and value in ("", [], {}):
+            continue
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(value, dict):
+            value = _normalise(inner, value)
+        elif get_origin(inner) is list and isinstance(value, list):
+            (item,) = get_args(inner) or (Any,)
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                value = [_normalise(item, v) for v in value]
+        out[key] = value
+    return out
+
+
+def from_proto(message: Message, model_type: type[D], *, wire_only: tuple[str, ...] = ()) -> D:
+    """The domain object of a protobuf message (validated by the domain type).
+
+    `wire_only` names proto fields that the domain type does not hold (e.g. a card's own sha256).
+    """
+    data = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    for key in wire_only:
+        data.pop(key, None)
+    return model_type.model_validate(_normalise(model_type, data))
+
+
+def bone_features_to_proto(features: BoneFeatures) -> bone_features_pb2.BoneFeatures:
+    return to_proto(features, bone_features_pb2.BoneFeatures())
+
+
+def bone_features_from_proto(message: bone_features_pb2.BoneFeatures) -> BoneFeatures:
+    return from_proto(message, BoneFeatures)
+
+
+def clinical_record_to_proto(record: ClinicalRecord) -> clinical_record_pb2.ClinicalRecord:
+    return to_proto(record, clinical_record_pb2.ClinicalRecord())
+
+
+def clinical_variables_from_proto(message: clinical_record_pb2.ClinicalVariables) -> ClinicalVariables:
+    """Inline variables of a request. A variable sent with a value and no status is "observed"."""
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    for variable in data.values():
+        if variable.get("value") is not None and not variable.get("status"):
+            variable["status"] = "observed"
+    return ClinicalVariables.model_validate(_normalise(ClinicalVariables, data))
+
+
+def risk_report_to_proto(report: RiskReport) -> risk_report_pb2.RiskReport:
+    return to_proto(report, risk_report_pb2.RiskReport(), keep_nulls_under=("fhir_risk_assessment",))
+
+
+def risk_report_from_proto(message: risk_report_pb2.RiskReport) -> RiskReport:
+    return from_proto(message, RiskReport)
+
+
+def model_card_to_proto(card: ModelCard, *, sha256: str) -> model_card_pb2.ModelCard:
+    """The card on the wire, with the sha256 of the manifest.json it was read from."""
+    message = to_proto(card, model_card_pb2.ModelCard())
+    message.sha256 = sha256
+    return message
+
+
+def model_card_from_proto(message: model_card_pb2.ModelCard) -> ModelCard:
+    return from_proto(message, ModelCard, wire_only=("sha256",))
