@@ -1,4 +1,9 @@
-"""Building and running the gRPC server: `create_server(config) -> (server, port)` and `serve(config)`."""
+"""Building and running the gRPC server: `create_server(config) -> (server, port)` and `serve(config)`.
+
+The server carries the osteorisk.v1 service, grpc.health.v1 health checking (NOT_SERVING until the model
+is loaded, and again during shutdown), server reflection, optional TLS / mutual TLS, bearer-token
+authentication with a scope per method, Prometheus metrics and structured logs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from dataclasses import dataclass
 from types import FrameType
 
 import grpc
@@ -14,18 +20,22 @@ from grpc_reflection.v1alpha import reflection
 
 from server.config import ServerConfig
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc
+from server.observability import AuditLog, Metrics, ObservabilityInterceptor
+from server.security import Authenticator, AuthInterceptor, server_credentials
 from server.service import SERVICE_NAME, FractureRiskService
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class RunningServer:
-    """A started server with its health servicer, so that shutdown can report NOT_SERVING first."""
+    """A started server with its parts, so that tests and shutdown can reach them."""
 
-    def __init__(self, server: grpc.Server, port: int, health_servicer: health.HealthServicer) -> None:
-        self.server = server
-        self.port = port
-        self.health = health_servicer
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    metrics: Metrics
+    metrics_port: int | None
 
     def stop(self, grace_s: float) -> None:
         """Graceful shutdown: report NOT_SERVING, refuse new RPCs, let running ones finish for `grace_s`."""
@@ -40,33 +50,57 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int]:
 
 
 def _build(config: ServerConfig) -> RunningServer:
+    metrics = Metrics()
+    authenticator = Authenticator(config.auth)
+    interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics)]
+    if authenticator.enabled:
+        interceptors.append(AuthInterceptor(authenticator))
+    elif config.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("authentication is off on a non-loopback address", extra={"host": config.host})
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers), options=options)
-    fracture_risk_service_pb2_grpc.add_FractureRiskServiceServicer_to_server(FractureRiskService(), server)
-
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        options=options,
+        maximum_concurrent_rpcs=config.max_workers * 8,
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def ready() -> None:
+        for service in ("", SERVICE_NAME):
+            health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    servicer = FractureRiskService(config, metrics=metrics, audit=AuditLog(config.audit_log), on_ready=ready)
+    fracture_risk_service_pb2_grpc.add_FractureRiskServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
     address = f"{config.host}:{config.port}"
-    port = server.add_insecure_port(address)
+    if config.tls is not None:
+        credentials = server_credentials(config.tls.cert_file, config.tls.key_file, config.tls.client_ca_file)
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {address}")
-    for service in ("", SERVICE_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    metrics_port = metrics.serve_http(config.host, config.metrics_port) if config.metrics_port is not None else None
+    servicer.start_loading()
+    return RunningServer(server, port, health_servicer, metrics, metrics_port)
 
 
 def start(config: ServerConfig) -> RunningServer:
     """Build and start a server (for tests and the demo); the caller stops it."""
     running = _build(config)
     running.server.start()
-    log.info("osteorisk gRPC server listening", extra={"port": running.port})
+    log.info("osteorisk gRPC server listening", extra={"port": running.port, "tls": config.tls is not None})
     return running
 
 
@@ -76,12 +110,14 @@ def serve(config: ServerConfig, *, ready: threading.Event | None = None) -> None
     stop_requested = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("shutting down on signal %d", signum)
+        log.info("shutting down on signal", extra={"signal": signum})
         stop_requested.set()
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     print(f"osteorisk serving on {config.host}:{running.port}", flush=True)
+    if running.metrics_port is not None:
+        print(f"metrics on http://{config.host}:{running.metrics_port}/metrics", flush=True)
     if ready is not None:
         ready.set()
     stop_requested.wait()

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_status import rpc_status
 
+from server.config import ServerConfig
 from server.errors import NotImplementedYetError, status_for
 from server.generated.osteorisk.v1 import (
     bone_features_pb2,
@@ -22,6 +23,7 @@ from server.generated.osteorisk.v1 import (
     model_card_pb2,
     risk_report_pb2,
 )
+from server.observability import AuditLog, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,18 @@ def _unary(method: Callable[..., R]) -> Callable[..., R]:
 
 class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServicer):
     """Implements the v1 contract. Capabilities that have not landed answer UNIMPLEMENTED, naming what is missing."""
+
+    def __init__(
+        self, config: ServerConfig, *, metrics: Metrics, audit: AuditLog, on_ready: Callable[[], None]
+    ) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._audit = audit
+        self._on_ready = on_ready
+
+    def start_loading(self) -> None:
+        """Load what the service needs, then report SERVING (no model exists to load yet)."""
+        self._on_ready()
 
     @_unary
     def Assess(
