@@ -28,6 +28,18 @@ class RequestError(Exception):
         self.reason = reason
 
 
+class PacsUnavailableError(Exception):
+    """The configured PACS did not answer, timed out, or answered with a server error (UNAVAILABLE)."""
+
+    reason = "PACS_UNAVAILABLE"
+
+
+class PacsNotFoundError(Exception):
+    """The PACS holds no such study or series, or no CT series in the study (NOT_FOUND)."""
+
+    reason = "SERIES_NOT_FOUND"
+
+
 class NotImplementedYetError(Exception):
     """A capability of the v1 contract that has not been built yet; the message names what is missing."""
 
@@ -39,6 +51,8 @@ class _Mapping:
 
 
 _MAPPINGS: tuple[tuple[type[Exception], _Mapping], ...] = (
+    (PacsUnavailableError, _Mapping(grpc.StatusCode.UNAVAILABLE, None)),
+    (PacsNotFoundError, _Mapping(grpc.StatusCode.NOT_FOUND, None)),
     (imaging_errors.BackendUnavailableError, _Mapping(grpc.StatusCode.FAILED_PRECONDITION, None)),
     (imaging_errors.UnusableImageError, _Mapping(grpc.StatusCode.FAILED_PRECONDITION, None)),
     (imaging_errors.ImageInputError, _Mapping(grpc.StatusCode.INVALID_ARGUMENT, "imaging")),
@@ -48,6 +62,11 @@ _MAPPINGS: tuple[tuple[type[Exception], _Mapping], ...] = (
     (clinical_errors.FhirInputError, _Mapping(grpc.StatusCode.INVALID_ARGUMENT, "clinical")),
     (fusion_errors.ModelInputError, _Mapping(grpc.StatusCode.INVALID_ARGUMENT, "clinical.variables")),
     (fusion_errors.ModelArtifactError, _Mapping(grpc.StatusCode.FAILED_PRECONDITION, None)),
+    (imaging_errors.ProcessingCancelledError, _Mapping(grpc.StatusCode.CANCELLED, None)),
+    # base classes last: a subclass added later still gets a sensible code
+    (imaging_errors.ImagingError, _Mapping(grpc.StatusCode.FAILED_PRECONDITION, None)),
+    (clinical_errors.ClinicalError, _Mapping(grpc.StatusCode.INVALID_ARGUMENT, "clinical")),
+    (fusion_errors.FusionError, _Mapping(grpc.StatusCode.INVALID_ARGUMENT, "clinical")),
 )
 
 
