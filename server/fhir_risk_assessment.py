@@ -1,0 +1,97 @@
+"""The FHIR R4 RiskAssessment that accompanies every RiskReport, validated with fhir.resources (R4B models).
+
+Mapping (FHIR R4 RiskAssessment, http://hl7.org/fhir/R4/riskassessment.html):
+- `subject`: Patient/{patient_id}; `occurrenceDateTime`: the index date; `status`: final.
+- `method`: the model, coded in the project's own code system (id and version) with its card's intended use.
+- `basis`: the FHIR resources the clinical variables came from, and the CT study as an identifier reference
+  (`ImagingStudy` with identifier system `urn:dicom:uid`, value `urn:oid:{StudyInstanceUID}`), as FHIR's
+  ImagingStudy identifier guidance describes.
+- `prediction`: one per outcome and horizon: `probabilityDecimal`, `whenPeriod` from the index date to the
+  horizon, the 95% interval in `rationale`; outcomes coded in the project's code system (no external
+  terminology code is asserted).
+- `note`: the model's intended use (e.g. "synthetic data, not for clinical use") and the diagnosis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, timedelta
+from typing import Any
+
+from fhir.resources.R4B.riskassessment import RiskAssessment
+
+from fusion.types import RiskReport
+
+MODEL_SYSTEM = "https://osteorisk.org/fhir/CodeSystem/model"
+OUTCOME_SYSTEM = "https://osteorisk.org/fhir/CodeSystem/outcome"
+_OUTCOME_DISPLAY = {
+    "major_osteoporotic_fracture": "Major osteoporotic fracture (hip, clinical spine, forearm or humerus)",
+    "hip_fracture": "Hip fracture",
+}
+_DAYS_PER_YEAR = 365.25
+
+
+def _horizon_end(start: date, years: float) -> date:
+    return start + timedelta(days=round(years * _DAYS_PER_YEAR))
+
+
+def _basis(report: RiskReport) -> list[dict[str, Any]]:
+    references: list[dict[str, Any]] = [{"reference": ref} for ref in report.inputs.clinical_sources if "/" in ref]
+    if report.inputs.study_uid:
+        references.append(
+            {
+                "type": "ImagingStudy",
+                "identifier": {"system": "urn:dicom:uid", "value": f"urn:oid:{report.inputs.study_uid}"},
+                "display": f"CT series {report.inputs.series_uid}" if report.inputs.series_uid else "CT study",
+            }
+        )
+    return references
+
+
+def build_risk_assessment(report: RiskReport) -> dict[str, Any]:
+    """A validated FHIR R4 RiskAssessment (as JSON) for `report`; its id is derived from the report's content."""
+    start = report.index_date
+    predictions = [
+        {
+            "outcome": {
+                "coding": [{"system": OUTCOME_SYSTEM, "code": p.outcome, "display": _OUTCOME_DISPLAY[p.outcome]}],
+                "text": f"{_OUTCOME_DISPLAY[p.outcome]} within {p.horizon_years:g} years",
+            },
+            "probabilityDecimal": round(p.probability, 6),
+            "whenPeriod": {"start": start.isoformat(), "end": _horizon_end(start, p.horizon_years).isoformat()},
+            "rationale": f"95% interval {p.ci95[0]:.4f}-{p.ci95[1]:.4f}; cumulative incidence with death as a competing risk",
+        }
+        for p in report.predictions
+    ]
+    notes = [
+        {"text": f"Model intended use: {report.model.intended_use}"},
+        {"text": f"Diagnosis: {report.diagnosis.category} ({report.diagnosis.basis})"},
+    ]
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "status": "final",
+        "subject": {"reference": f"Patient/{report.patient_id}"},
+        "occurrenceDateTime": start.isoformat(),
+        "method": {
+            "coding": [
+                {
+                    "system": MODEL_SYSTEM,
+                    "code": report.model.id,
+                    "version": report.model.version,
+                    "display": report.model.id,
+                }
+            ],
+            "text": f"{report.model.id} {report.model.version} (sha256 {report.model.sha256[:12]}); "
+            f"trained on {report.model.trained_on}",
+        },
+        "basis": _basis(report),
+        "prediction": predictions,
+        "note": notes,
+    }
+    if not resource["basis"]:
+        del resource["basis"]
+    digest = hashlib.sha256(repr(sorted(resource.items())).encode()).hexdigest()
+    resource["id"] = f"osteorisk-{digest[:32]}"
+    validated = RiskAssessment.model_validate(resource)
+    result: dict[str, Any] = validated.model_dump(mode="json", exclude_none=True)
+    return result

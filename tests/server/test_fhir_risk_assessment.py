@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from datetime import date
+
+from fhir.resources.R4B.riskassessment import RiskAssessment
+
+from fusion.types import AssessmentInputs
+from server.fhir_risk_assessment import MODEL_SYSTEM, build_risk_assessment
+from tests.server.test_convert import rich_report
+
+
+def test_risk_assessment_mirrors_the_report_and_validates() -> None:
+    report = rich_report().model_copy(
+        update={
+            "inputs": AssessmentInputs(
+                clinical_sources=["Patient/p", "Observation/o1"], study_uid="1.2.3", series_uid="1.2.3.4"
+            )
+        }
+    )
+    resource = build_risk_assessment(report)
+    RiskAssessment.model_validate(resource)
+    assert resource["subject"] == {"reference": "Patient/p"}
+    assert resource["occurrenceDateTime"] == "2024-05-01"
+    assert resource["method"]["coding"][0]["system"] == MODEL_SYSTEM
+    assert {"reference": "Observation/o1"} in resource["basis"]
+    study = next(b for b in resource["basis"] if b.get("type") == "ImagingStudy")
+    assert study["identifier"] == {"system": "urn:dicom:uid", "value": "urn:oid:1.2.3"}
+    (prediction,) = resource["prediction"]
+    assert prediction["probabilityDecimal"] == 0.0
+    assert prediction["whenPeriod"] == {"start": "2024-05-01", "end": "2034-05-01"}
+    assert prediction["outcome"]["coding"][0]["code"] == "major_osteoporotic_fracture"
+
+
+def test_id_is_stable_for_the_same_report() -> None:
+    report = rich_report()
+    assert build_risk_assessment(report)["id"] == build_risk_assessment(report)["id"]
+    later = report.model_copy(update={"index_date": date(2025, 1, 1)})
+    assert build_risk_assessment(later)["id"] != build_risk_assessment(report)["id"]
