@@ -29,6 +29,7 @@ _OUTCOME_DISPLAY = {
     "hip_fracture": "Hip fracture",
 }
 _DAYS_PER_YEAR = 365.25
+_RATIONALE = "cumulative incidence with death as a competing risk"
 
 
 def _horizon_end(start: date, years: float) -> date:
@@ -59,7 +60,7 @@ def build_risk_assessment(report: RiskReport) -> dict[str, Any]:
             },
             "probabilityDecimal": round(p.probability, 6),
             "whenPeriod": {"start": start.isoformat(), "end": _horizon_end(start, p.horizon_years).isoformat()},
-            "rationale": f"95% interval {p.ci95[0]:.4f}-{p.ci95[1]:.4f}; cumulative incidence with death as a competing risk",
+            "rationale": f"95% interval {p.ci95[0]:.4f}-{p.ci95[1]:.4f}; {_RATIONALE}",
         }
         for p in report.predictions
     ]
