@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# The session-scoped real FHIR server (sekmet-fhir on 127.0.0.1); see tests/fhir_server.py.
+from tests.fhir_server import sekmet_fhir  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("OSTEORISK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 CHECKSUMS = Path(__file__).resolve().parent / "shared_data.sha256"
