@@ -308,6 +308,7 @@ def test_401_is_an_auth_error_with_the_diagnostics(faulty: FaultyServer) -> None
         source.patient("p1")
     assert "s3cret-token" not in str(error.value)
     assert faulty.requests[0].headers["authorization"] == "Bearer s3cret-token"
+    assert faulty.count("/Patient/p1") == 2  # one retry after invalidating the credential, then give up
 
 
 def test_credentials_are_not_sent_over_plain_http_to_a_remote_host() -> None:

@@ -1,0 +1,248 @@
+"""Auth against a real FHIR server that requires it: sekmet-fhir with static bearer tokens and SMART Backend
+Services (its token endpoint verifies our RS384/ES384 client assertions against the JWKS registered here).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from clinical.sources.auth import (
+    CLIENT_ASSERTION_TYPE,
+    BearerTokenAuth,
+    FhirAuthError,
+    SmartBackendAuth,
+    load_private_key,
+    public_jwk,
+)
+from clinical.sources.rest import RestSource
+from tests.fhir_server import SekmetAuth, SekmetServer, SekmetSmartClient, start_sekmet
+
+pytestmark = pytest.mark.integration
+
+STATIC_TOKEN = "static-t0ken-for-tests"
+TOKEN_LIFETIME_S = 60
+
+
+def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, Any]:
+    return {
+        "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ec": ec.generate_private_key(ec.SECP384R1()),
+        "other_rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    }
+
+
+@pytest.fixture(scope="module")
+def protected(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Any]) -> Iterator[SekmetServer]:
+    def jwks(key: Any, alg: Any) -> dict[str, Any]:
+        return {"keys": [public_jwk(key, alg=alg)]}
+
+    auth = SekmetAuth(
+        bearer_tokens=(STATIC_TOKEN,),
+        smart_clients=(
+            SekmetSmartClient("osteorisk-rs", jwks(keys["rsa"], "RS384")),
+            SekmetSmartClient("osteorisk-es", jwks(keys["ec"], "ES384")),
+            SekmetSmartClient("observations-only", jwks(keys["rsa"], "RS384"), scopes="system/Observation.read"),
+        ),
+        token_lifetime_s=TOKEN_LIFETIME_S,
+    )
+    server = start_sekmet(tmp_path_factory.mktemp("sekmet-auth"), auth=auth)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def patient_id(protected: SekmetServer) -> str:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "id": "p", "gender": "female"}},
+            {
+                "fullUrl": "urn:uuid:o",
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "o",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                    "subject": {"reference": "urn:uuid:p"},
+                    "valueQuantity": {"value": 61.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+                },
+            },
+        ],
+    }
+    return protected.load_bundle(bundle).patient_id
+
+
+def _read_everything(source: RestSource, patient_id: str) -> list[dict[str, Any]]:
+    assert source.patient(patient_id)["gender"] == "female"
+    return list(source.resources(patient_id, ["Observation"]))
+
+
+@pytest.mark.parametrize(
+    ("client_id", "key_name", "alg"), [("osteorisk-rs", "rsa", "RS384"), ("osteorisk-es", "ec", "ES384")]
+)
+def test_smart_backend_services_reads_and_caches_its_token(
+    protected: SekmetServer, patient_id: str, keys: dict[str, Any], client_id: str, key_name: str, alg: Any
+) -> None:
+    auth = SmartBackendAuth(client_id=client_id, private_key=_pem(keys[key_name]), alg=alg)
+    with RestSource(protected.base_url, auth=auth) as source:
+        observations = _read_everything(source, patient_id)
+        source.resolve(f"Observation/{observations[0]['id']}")
+        assert source.patient(patient_id)["id"] == patient_id
+    assert [o["valueQuantity"]["value"] for o in observations] == [61.5]
+    assert auth.tokens_issued == 1  # discovery once, one token for every request
+    assert auth.token_endpoint(source._client, protected.base_url) == protected.token_url
+
+
+def test_an_expired_token_is_replaced(protected: SekmetServer, patient_id: str, keys: dict[str, Any]) -> None:
+    auth = SmartBackendAuth(
+        client_id="osteorisk-rs", private_key=_pem(keys["rsa"]), expiry_margin_s=TOKEN_LIFETIME_S - 0.3
+    )
+    with RestSource(protected.base_url, auth=auth) as source:
+        source.patient(patient_id)
+        time.sleep(0.4)
+        source.patient(patient_id)
+    assert auth.tokens_issued == 2
+
+
+def test_the_client_assertion_follows_smart_backend_services(keys: dict[str, Any]) -> None:
+    auth = SmartBackendAuth(client_id="osteorisk-rs", private_key=_pem(keys["rsa"]), token_url="https://as/token")
+    assertion = auth.client_assertion("https://as/token")
+    header = jwt.get_unverified_header(assertion)
+    claims = jwt.decode(assertion, keys["rsa"].public_key(), algorithms=["RS384"], audience="https://as/token")
+    assert header["alg"] == "RS384" and header["typ"] == "JWT"
+    assert header["kid"] == public_jwk(keys["rsa"], alg="RS384")["kid"]
+    assert claims["iss"] == claims["sub"] == "osteorisk-rs"
+    assert 0 < claims["exp"] - time.time() <= 300
+    assert (
+        claims["jti"]
+        != jwt.decode(auth.client_assertion("https://as/token"), options={"verify_signature": False})["jti"]
+    )
+    assert CLIENT_ASSERTION_TYPE == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def test_an_unknown_client_is_refused_with_the_oauth_error(protected: SekmetServer, keys: dict[str, Any]) -> None:
+    auth = SmartBackendAuth(client_id="nobody", private_key=_pem(keys["rsa"]))
+    with RestSource(protected.base_url, auth=auth) as source, pytest.raises(FhirAuthError, match="invalid_client"):
+        source.patient("p")
+
+
+def test_an_unregistered_key_is_refused(protected: SekmetServer, keys: dict[str, Any]) -> None:
+    auth = SmartBackendAuth(client_id="osteorisk-rs", private_key=_pem(keys["other_rsa"]))
+    with (
+        RestSource(protected.base_url, auth=auth) as source,
+        pytest.raises(FhirAuthError, match=r"refused client 'osteorisk-rs' \(HTTP 401: invalid_client"),
+    ):
+        source.patient("p")
+
+
+def test_a_scope_without_patient_access_is_forbidden(
+    protected: SekmetServer, patient_id: str, keys: dict[str, Any]
+) -> None:
+    auth = SmartBackendAuth(
+        client_id="observations-only", private_key=_pem(keys["rsa"]), scope="system/Observation.read"
+    )
+    with (
+        RestSource(protected.base_url, auth=auth) as source,
+        pytest.raises(FhirAuthError, match=r"HTTP 403.*do not permit"),
+    ):
+        source.patient(patient_id)
+
+
+def test_static_bearer_tokens(protected: SekmetServer, patient_id: str, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(STATIC_TOKEN + "\n")
+    with RestSource(protected.base_url, auth=BearerTokenAuth.from_file(token_file)) as source:
+        assert len(_read_everything(source, patient_id)) == 1
+    with (
+        RestSource(protected.base_url, auth=BearerTokenAuth("wrong-token")) as source,
+        pytest.raises(FhirAuthError, match="HTTP 401") as error,
+    ):
+        source.patient(patient_id)
+    assert "wrong-token" not in str(error.value)
+
+
+def test_no_credentials_on_a_protected_server(protected: SekmetServer, patient_id: str) -> None:
+    with (
+        RestSource(protected.base_url) as source,
+        pytest.raises(FhirAuthError, match="Authentication required"),
+    ):
+        source.patient(patient_id)
+
+
+# configuration checked at construction ---------------------------------------------------------------------
+def test_the_key_must_fit_the_algorithm(keys: dict[str, Any]) -> None:
+    with pytest.raises(FhirAuthError, match="RS384 needs an RSA"):
+        SmartBackendAuth(client_id="c", private_key=_pem(keys["ec"]), alg="RS384")
+    with pytest.raises(FhirAuthError, match="ES384 needs an EC private key on curve P-384"):
+        SmartBackendAuth(client_id="c", private_key=_pem(keys["rsa"]), alg="ES384")
+    with pytest.raises(FhirAuthError, match="ES384 needs an EC"):
+        SmartBackendAuth(client_id="c", private_key=_pem(ec.generate_private_key(ec.SECP256R1())), alg="ES384")
+    with pytest.raises(FhirAuthError, match="RS384 or ES384, not 'HS256'"):
+        SmartBackendAuth(client_id="c", private_key=_pem(keys["rsa"]), alg="HS256")  # type: ignore[arg-type]
+
+
+def test_short_rsa_keys_and_non_keys_are_refused(tmp_path: Path) -> None:
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(FhirAuthError, match="1024 bits is too short"):
+        SmartBackendAuth(client_id="c", private_key=_pem(short))
+    with pytest.raises(FhirAuthError, match="not an unencrypted PEM private key"):
+        SmartBackendAuth(client_id="c", private_key=b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    with pytest.raises(FhirAuthError, match="cannot read the private key file"):
+        SmartBackendAuth(client_id="c", private_key=tmp_path / "absent.pem")
+    with pytest.raises(FhirAuthError, match="client_id must not be empty"):
+        SmartBackendAuth(client_id=" ", private_key=b"")
+    with pytest.raises(FhirAuthError, match="assertion_lifetime_s"):
+        SmartBackendAuth(client_id="c", private_key=b"", assertion_lifetime_s=600)
+
+
+def test_a_private_jwk_file_is_a_key(tmp_path: Path, keys: dict[str, Any]) -> None:
+    from jwt.algorithms import ECAlgorithm
+
+    private_jwk = json.loads(ECAlgorithm.to_jwk(keys["ec"]))
+    path = tmp_path / "client.jwks.json"
+    path.write_text(json.dumps({"keys": [{**private_jwk, "alg": "ES384"}]}))
+    loaded = load_private_key(path)
+    assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+    assert public_jwk(loaded, alg="ES384") == public_jwk(keys["ec"], alg="ES384")
+    public_only = tmp_path / "public.json"
+    public_only.write_text(json.dumps({"keys": [public_jwk(keys["ec"], alg="ES384")]}))
+    with pytest.raises(FhirAuthError, match="no RSA or EC private key"):
+        load_private_key(public_only)
+
+
+def test_discovery_failure_names_the_fix(keys: dict[str, Any]) -> None:
+    from tests.clinical.test_rest_faults import FaultyServer, Reply
+
+    server = FaultyServer()
+    server.thread.start()
+    try:
+        server.route("/.well-known/smart-configuration", Reply(404, {}))
+        server.route("/metadata", Reply(200, {"resourceType": "CapabilityStatement", "rest": [{"mode": "server"}]}))
+        auth = SmartBackendAuth(client_id="c", private_key=_pem(keys["rsa"]))
+        with (
+            RestSource(server.base_url, auth=auth) as source,
+            pytest.raises(FhirAuthError, match=r"no SMART token endpoint.*give token_url"),
+        ):
+            source.patient("p")
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
