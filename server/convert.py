@@ -116,6 +116,10 @@ def clinical_variables_from_proto(message: clinical_record_pb2.ClinicalVariables
     return ClinicalVariables.model_validate(_normalise(ClinicalVariables, data))
 
 
+def clinical_variables_to_proto(variables: ClinicalVariables) -> clinical_record_pb2.ClinicalVariables:
+    return to_proto(variables, clinical_record_pb2.ClinicalVariables())
+
+
 def risk_report_to_proto(report: RiskReport) -> risk_report_pb2.RiskReport:
     return to_proto(report, risk_report_pb2.RiskReport(), keep_nulls_under=("fhir_risk_assessment",))
 

@@ -185,6 +185,11 @@ def test_inline_variables_default_to_observed_and_keep_status() -> None:
     assert variables.weight_kg.is_missing
 
 
+def test_inline_variables_round_trip() -> None:
+    variables = rich_record().variables
+    assert convert.clinical_variables_from_proto(convert.clinical_variables_to_proto(variables)) == variables
+
+
 def test_a_domain_field_missing_from_the_proto_fails_loudly() -> None:
     class Drifted(BaseModel):
         warnings: list[str] = []
