@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from clinical.errors import FhirInputError, PatientNotFoundError
+from clinical.fhir_values import is_known_resource_type
 from clinical.sources.base import (
     DEFAULT_MAX_BUNDLE_BYTES,
     FhirResource,
@@ -142,6 +143,10 @@ class BundleSource(SourceBase):
             if (entry.get("search") or {}).get("mode") == "outcome":
                 continue
             resource = check_resource(entry["resource"], where=f"{where}.resource")
+            if not is_known_resource_type(resource["resourceType"]):
+                raise FhirInputError(
+                    f"{where}.resource: unknown resourceType {resource['resourceType']!r} (not a FHIR R4 resource)"
+                )
             if resource["resourceType"] in _SKIPPED_TYPES:
                 continue
             resource_id = resource.get("id")
