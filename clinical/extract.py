@@ -703,11 +703,14 @@ def _parental_hip_fracture(ctx: _Context) -> Variable:
         for condition in resource.get("condition") or ():
             entry = fractures.match_codeable((condition or {}).get("code") if isinstance(condition, Mapping) else None)
             if entry is not None and entry.category == "hip":
-                hits.append(Fact(when or ctx.index_date, True, reference))
+                hits.append(Fact(when or date.min, True, reference))
     if hits:
-        dates = [f.when for f in hits]
+        dates = [f.when for f in hits if f.when != date.min]
         return Variable(
-            value=True, status="observed", sources=sorted({f.reference for f in hits}), effective=max(dates)
+            value=True,
+            status="observed",
+            sources=sorted({f.reference for f in hits}),
+            effective=max(dates) if dates else None,
         )
     if parents_seen:
         ctx.absent_false.append(variable)
