@@ -590,6 +590,9 @@ def _fracture_variables(ctx: _Context) -> dict[str, Variable]:
         "prior_fragility_fracture": _ever(ctx, "prior_fragility_fracture", hits(None), ["Condition"]),
         "prior_hip_fracture": _ever(ctx, "prior_hip_fracture", hits({"hip"}), ["Condition"]),
         "prior_vertebral_fracture": _ever(ctx, "prior_vertebral_fracture", hits({"vertebral"}), ["Condition"]),
+        "prior_forearm_fracture": _ever(ctx, "prior_forearm_fracture", hits({"forearm"}), ["Condition"]),
+        "prior_humerus_fracture": _ever(ctx, "prior_humerus_fracture", hits({"humerus"}), ["Condition"]),
+        "prior_other_fracture": _ever(ctx, "prior_other_fracture", hits({"other", "unspecified"}), ["Condition"]),
         "recent_fracture_2y": _ever(ctx, "recent_fracture_2y", hits(None, recent_start), ["Condition"]),
     }
 

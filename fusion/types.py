@@ -59,9 +59,14 @@ class Prediction(_Model):
 
 
 class Explanation(_Model):
+    """One term's contribution to a patient's predicted risk of `outcome` (for Cox models: the log-hazard
+    contribution b_j (x_j - mean_j); for other models: the change in log-odds of the 10-year risk when the
+    input is replaced by its training median/mode)."""
+
     feature: str
     value: float | str | bool | None = None
     contribution: float
+    outcome: Outcome | None = None
 
 
 class ModelRef(_Model):
@@ -130,6 +135,10 @@ class ModelCard(_Model):
     not_for_clinical_use: bool = True
     features: list[FeatureSpec] = Field(default_factory=list)
     outcomes: list[str] = Field(default_factory=list)
+    target: str | None = Field(default=None, description="label column of a classifier (kind logistic)")
+    diagnosis_features: list[FeatureSpec] = Field(
+        default_factory=list, description="inputs of the osteoporosis classifier shipped with a risk model"
+    )
     min_horizon_years: float = 1.0
     max_horizon_years: float = 10.0
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -23,7 +23,7 @@ class ClinicalVariable(_message.Message):
     def __init__(self, value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., status: _Optional[str] = ..., sources: _Optional[_Iterable[str]] = ..., effective: _Optional[str] = ..., unit: _Optional[str] = ...) -> None: ...
 
 class ClinicalVariables(_message.Message):
-    __slots__ = ("age_years", "sex", "weight_kg", "height_cm", "bmi_kg_m2", "prior_fragility_fracture", "prior_hip_fracture", "prior_vertebral_fracture", "recent_fracture_2y", "falls_last_12m", "parental_hip_fracture", "current_smoker", "glucocorticoids", "rheumatoid_arthritis", "secondary_osteoporosis", "alcohol_3_or_more_units_day", "dxa_t_score_min", "osteoporosis_diagnosis", "osteoporosis_treatment")
+    __slots__ = ("age_years", "sex", "weight_kg", "height_cm", "bmi_kg_m2", "prior_fragility_fracture", "prior_hip_fracture", "prior_vertebral_fracture", "recent_fracture_2y", "falls_last_12m", "parental_hip_fracture", "current_smoker", "glucocorticoids", "rheumatoid_arthritis", "secondary_osteoporosis", "alcohol_3_or_more_units_day", "dxa_t_score_min", "osteoporosis_diagnosis", "osteoporosis_treatment", "prior_forearm_fracture", "prior_humerus_fracture", "prior_other_fracture")
     AGE_YEARS_FIELD_NUMBER: _ClassVar[int]
     SEX_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_KG_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,9 @@ class ClinicalVariables(_message.Message):
     DXA_T_SCORE_MIN_FIELD_NUMBER: _ClassVar[int]
     OSTEOPOROSIS_DIAGNOSIS_FIELD_NUMBER: _ClassVar[int]
     OSTEOPOROSIS_TREATMENT_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_FOREARM_FRACTURE_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_HUMERUS_FRACTURE_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_OTHER_FRACTURE_FIELD_NUMBER: _ClassVar[int]
     age_years: ClinicalVariable
     sex: ClinicalVariable
     weight_kg: ClinicalVariable
@@ -62,7 +65,10 @@ class ClinicalVariables(_message.Message):
     dxa_t_score_min: ClinicalVariable
     osteoporosis_diagnosis: ClinicalVariable
     osteoporosis_treatment: ClinicalVariable
-    def __init__(self, age_years: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., sex: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., weight_kg: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., height_cm: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., bmi_kg_m2: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_fragility_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_hip_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_vertebral_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., recent_fracture_2y: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., falls_last_12m: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., parental_hip_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., current_smoker: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., glucocorticoids: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., rheumatoid_arthritis: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., secondary_osteoporosis: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., alcohol_3_or_more_units_day: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., dxa_t_score_min: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., osteoporosis_diagnosis: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., osteoporosis_treatment: _Optional[_Union[ClinicalVariable, _Mapping]] = ...) -> None: ...
+    prior_forearm_fracture: ClinicalVariable
+    prior_humerus_fracture: ClinicalVariable
+    prior_other_fracture: ClinicalVariable
+    def __init__(self, age_years: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., sex: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., weight_kg: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., height_cm: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., bmi_kg_m2: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_fragility_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_hip_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_vertebral_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., recent_fracture_2y: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., falls_last_12m: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., parental_hip_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., current_smoker: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., glucocorticoids: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., rheumatoid_arthritis: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., secondary_osteoporosis: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., alcohol_3_or_more_units_day: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., dxa_t_score_min: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., osteoporosis_diagnosis: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., osteoporosis_treatment: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_forearm_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_humerus_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ..., prior_other_fracture: _Optional[_Union[ClinicalVariable, _Mapping]] = ...) -> None: ...
 
 class ClinicalRecord(_message.Message):
     __slots__ = ("schema", "patient_id", "index_date", "variables", "warnings")

@@ -25,7 +25,7 @@ class FeatureSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., unit: _Optional[str] = ..., description: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., required: _Optional[bool] = ..., impute_value: _Optional[float] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("id", "version", "created", "kind", "description", "trained_on", "intended_use", "not_for_clinical_use", "features", "outcomes", "min_horizon_years", "max_horizon_years", "metrics", "training_data_sha256", "files", "sha256", "references", "changelog", "schema")
+    __slots__ = ("id", "version", "created", "kind", "description", "trained_on", "intended_use", "not_for_clinical_use", "features", "outcomes", "min_horizon_years", "max_horizon_years", "metrics", "training_data_sha256", "files", "sha256", "references", "changelog", "schema", "target", "diagnosis_features")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,8 @@ class ModelCard(_message.Message):
     REFERENCES_FIELD_NUMBER: _ClassVar[int]
     CHANGELOG_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    DIAGNOSIS_FEATURES_FIELD_NUMBER: _ClassVar[int]
     id: str
     version: str
     created: str
@@ -78,4 +80,6 @@ class ModelCard(_message.Message):
     references: _containers.RepeatedScalarFieldContainer[str]
     changelog: _containers.RepeatedScalarFieldContainer[str]
     schema: str
-    def __init__(self, id: _Optional[str] = ..., version: _Optional[str] = ..., created: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., trained_on: _Optional[str] = ..., intended_use: _Optional[str] = ..., not_for_clinical_use: _Optional[bool] = ..., features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., outcomes: _Optional[_Iterable[str]] = ..., min_horizon_years: _Optional[float] = ..., max_horizon_years: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., training_data_sha256: _Optional[str] = ..., files: _Optional[_Mapping[str, str]] = ..., sha256: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., changelog: _Optional[_Iterable[str]] = ..., schema: _Optional[str] = ...) -> None: ...
+    target: str
+    diagnosis_features: _containers.RepeatedCompositeFieldContainer[FeatureSpec]
+    def __init__(self, id: _Optional[str] = ..., version: _Optional[str] = ..., created: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., trained_on: _Optional[str] = ..., intended_use: _Optional[str] = ..., not_for_clinical_use: _Optional[bool] = ..., features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ..., outcomes: _Optional[_Iterable[str]] = ..., min_horizon_years: _Optional[float] = ..., max_horizon_years: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., training_data_sha256: _Optional[str] = ..., files: _Optional[_Mapping[str, str]] = ..., sha256: _Optional[str] = ..., references: _Optional[_Iterable[str]] = ..., changelog: _Optional[_Iterable[str]] = ..., schema: _Optional[str] = ..., target: _Optional[str] = ..., diagnosis_features: _Optional[_Iterable[_Union[FeatureSpec, _Mapping]]] = ...) -> None: ...

@@ -52,14 +52,16 @@ class Prediction(_message.Message):
     def __init__(self, outcome: _Optional[str] = ..., horizon_years: _Optional[float] = ..., probability: _Optional[float] = ..., ci95: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("feature", "value", "contribution")
+    __slots__ = ("feature", "value", "contribution", "outcome")
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     feature: str
     value: _struct_pb2.Value
     contribution: float
-    def __init__(self, feature: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., contribution: _Optional[float] = ...) -> None: ...
+    outcome: str
+    def __init__(self, feature: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., contribution: _Optional[float] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("id", "version", "sha256", "trained_on", "intended_use")
