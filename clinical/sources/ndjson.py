@@ -32,7 +32,7 @@ import threading
 import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal
@@ -79,13 +79,16 @@ def open_lines(path: Path) -> BinaryIO:
 class MalformedLines:
     """Applies the `on_malformed` policy to bad lines of one file and reports what was skipped."""
 
-    def __init__(self, path: Path, policy: OnMalformed) -> None:
+    def __init__(self, path: Path, policy: OnMalformed, *, locate: Callable[[int], int] | None = None) -> None:
         self.path = path
         self.policy = policy
         self.count = 0
         self.first_lines: list[int] = []
+        self._locate = locate  # maps a line number counted within a byte range to the file's line number
 
     def bad(self, line_number: int, why: str) -> None:
+        if self._locate is not None and (self.policy == "error" or len(self.first_lines) < 5):
+            line_number = self._locate(line_number)
         if self.policy == "error":
             raise FhirInputError(
                 f"{self.path.name} line {line_number}: {why} "

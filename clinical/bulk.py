@@ -1,0 +1,623 @@
+"""Whole cohorts from a FHIR Bulk Data export, patient by patient, in bounded memory.
+
+Bulk Data files are per resource type; records are per patient. Holding a whole export in memory does not
+scale (a 100,000-patient export is gigabytes of JSON, several times that as Python objects), so the
+export is regrouped on disk, in two passes:
+
+1. **partition**: every line of the wanted types is parsed once to find its patient and appended to one
+   of P temporary partition files chosen by a stable hash of the patient id (CRC-32, the same in every
+   process); P is the export's size over `partition_bytes`. Files are cut into newline-aligned byte ranges
+   so that several processes can share one large `Observation.ndjson`;
+2. **group**: one partition at a time is read back and grouped by patient; each group is yielded (or,
+   for `iter_cohort_records`, turned into a `ClinicalRecord` by `clinical.extract.build_record` in a
+   worker process).
+
+Peak memory is that of one partition per process (about `partition_bytes` of JSON as Python objects),
+whatever the size of the export. Temporary files are removed as soon as their partition is read, and
+all of them when iteration ends or is abandoned.
+
+Public API:
+- `iter_patient_resources(directory, *, resource_types=...) -> Iterator[(patient_id, resources)]`: the
+  Patient first, then that patient's resources of the wanted types; patients in sorted order within a
+  partition, partitions in order (deterministic for a given export);
+- `iter_cohort_records(directory, index_dates, ...) -> Iterator[CohortRecord]`: a record, or the error
+  that prevented one, per patient (the index date per patient from a mapping, or one date for all);
+- `iter_clinical_records(...) -> Iterator[ClinicalRecord]`: the same, raising the first error.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+import zlib
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from clinical.errors import ClinicalError, FhirInputError
+from clinical.sources.base import CLINICAL_RESOURCE_TYPES, FhirResource, reference_target
+from clinical.sources.bundle import BundleSource
+from clinical.sources.ndjson import (
+    DEFAULT_MAX_LINE_BYTES,
+    MalformedLines,
+    OnMalformed,
+    discover_files,
+    iter_lines,
+    open_lines,
+    parse_line,
+    patient_key,
+)
+from clinical.types import ClinicalRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESOURCE_TYPES: Final = ("Patient", *CLINICAL_RESOURCE_TYPES)
+DEFAULT_PARTITION_BYTES: Final = 8 * 1024 * 1024
+#: Byte ranges a large plain file is cut into, so that workers share it.
+CHUNK_BYTES: Final = 32 * 1024 * 1024
+#: Rough gzip ratio of FHIR NDJSON, to size partitions from compressed files.
+GZIP_RATIO: Final = 8
+MAX_PARTITIONS: Final = 4096
+_FLUSH_BYTES: Final = 1024 * 1024
+#: Shared (non-patient) resources a medication may reference, kept in memory for the cohort.
+MAX_SHARED_MEDICATIONS: Final = 200_000
+
+
+def default_workers() -> int:
+    """Processes to use: the CPUs this process may run on, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A newline-aligned byte range [start, end) of one NDJSON file (end -1: to the end, e.g. gzip)."""
+
+    path: Path
+    resource_type: str
+    start: int
+    end: int
+    size: int
+
+
+@dataclass
+class PartitionReport:
+    """What one partitioning worker saw."""
+
+    lines: int = 0
+    resources: int = 0
+    unattributed: int = 0
+    skipped_lines: int = 0
+    error: tuple[str, str] | None = None  # (message, reason) of a malformed line, re-raised by the parent
+
+    def add(self, other: PartitionReport) -> None:
+        self.lines += other.lines
+        self.resources += other.resources
+        self.unattributed += other.unattributed
+        self.skipped_lines += other.skipped_lines
+
+
+@dataclass
+class StreamStats:
+    """Counts of a finished (or running) cohort stream; PHI-free, for logs and reports."""
+
+    files: int = 0
+    partitions: int = 0
+    lines: int = 0
+    resources: int = 0
+    patients: int = 0
+    orphan_resources: int = 0  # resources whose patient has no Patient resource in the export
+    unattributed_resources: int = 0  # resources without a usable patient reference
+    skipped_lines: int = 0
+
+
+def partition_of(patient_id: str, partitions: int) -> int:
+    """The partition of a patient: CRC-32 of its id modulo the partition count (stable across processes)."""
+    return zlib.crc32(patient_id.encode("utf-8")) % partitions
+
+
+def _align(stream: Any, start: int, max_line_bytes: int) -> int:
+    """Move a stream to the first line that starts at or after byte `start`; return that position."""
+    if start <= 0:
+        return 0
+    stream.seek(start - 1)
+    position = start - 1
+    while True:  # consume the rest of the line holding byte start - 1 (just its newline if it ends there)
+        piece = stream.readline(max_line_bytes + 1)
+        position += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            return position
+
+
+class _Locator:
+    """Turns a line number counted from a byte offset into the file's own line number (computed once)."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self.path = path
+        self.offset = offset
+        self._first: int | None = None
+
+    def __call__(self, relative: int) -> int:
+        if self._first is None:
+            self._first = _line_number_at(self.path, self.offset) if self.offset > 0 else 1
+        return self._first + relative - 1
+
+
+def _line_number_at(path: Path, offset: int) -> int:
+    """The 1-based line number of the line starting at byte `offset` of a plain file (only on errors)."""
+    count = 0
+    with path.open("rb") as stream:
+        remaining = offset
+        while remaining > 0:
+            block = stream.read(min(remaining, 1 << 20))
+            if not block:
+                break
+            count += block.count(b"\n")
+            remaining -= len(block)
+    return count + 1
+
+
+def _partition_units(
+    units: Sequence[_Unit], out_dir: str, worker: int, partitions: int, policy: OnMalformed, max_line_bytes: int
+) -> PartitionReport:
+    """Worker: append every attributable line of `units` to its partition file `p{n}.w{worker}.ndjson`."""
+    report = PartitionReport()
+    buffers: dict[int, list[bytes]] = {}
+    sizes: dict[int, int] = {}
+
+    def flush(partition: int) -> None:
+        with open(os.path.join(out_dir, f"p{partition:05d}.w{worker:03d}.ndjson"), "ab") as out:
+            out.write(b"".join(buffers.pop(partition)))
+        sizes[partition] = 0
+
+    try:
+        for unit in units:
+            with open_lines(unit.path) as stream:
+                position = _align(stream, unit.start, max_line_bytes)
+                malformed = MalformedLines(unit.path, policy, locate=_Locator(unit.path, position))
+                for number, (line, size) in enumerate(iter_lines(stream, max_line_bytes), start=1):
+                    if unit.end >= 0 and position >= unit.end:
+                        break
+                    position += size
+                    report.lines += 1
+                    try:
+                        resource = parse_line(
+                            line,
+                            number,
+                            expected_type=unit.resource_type,
+                            malformed=malformed,
+                            max_line_bytes=max_line_bytes,
+                        )
+                    except FhirInputError as exc:
+                        report.error = (str(exc), exc.reason)
+                        return report
+                    if resource is None:
+                        continue
+                    key = patient_key(resource)
+                    if key is None:
+                        report.unattributed += 1
+                        continue
+                    report.resources += 1
+                    partition = partition_of(key, partitions)
+                    data = line if line.endswith(b"\n") else line + b"\n"
+                    buffers.setdefault(partition, []).append(data)
+                    sizes[partition] = sizes.get(partition, 0) + len(data)
+                    if sizes[partition] >= _FLUSH_BYTES:
+                        flush(partition)
+            report.skipped_lines += malformed.count
+            malformed.report()
+        for partition in list(buffers):
+            flush(partition)
+    except (OSError, EOFError, zlib.error) as exc:
+        report.error = (f"{exc.__class__.__name__} reading the export: {exc}", "INVALID_NDJSON")
+    return report
+
+
+class _Plan:
+    """The files of an export, cut into work units and assigned to workers; the partition count."""
+
+    def __init__(
+        self,
+        directory: Path,
+        resource_types: Sequence[str],
+        *,
+        workers: int,
+        partition_bytes: int,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        files = discover_files(directory)
+        wanted = {"Patient", *resource_types}
+        self.files = {t: paths for t, paths in files.items() if t in wanted}
+        if "Patient" not in self.files:
+            raise FhirInputError(
+                f"{directory.name} has no Patient NDJSON file: a Bulk Data export of patients must include Patient"
+            )
+        self.medication_files = files.get("Medication", [])
+        units: list[_Unit] = []
+        estimated = 0
+        for resource_type, paths in self.files.items():
+            for path in paths:
+                size = path.stat().st_size
+                if path.name.endswith(".gz"):
+                    units.append(_Unit(path, resource_type, 0, -1, size * GZIP_RATIO))
+                    estimated += size * GZIP_RATIO
+                    continue
+                estimated += size
+                for start in range(0, max(size, 1), chunk_bytes):
+                    end = min(size, start + chunk_bytes)
+                    units.append(_Unit(path, resource_type, start, end if end < size else -1, end - start))
+        self.partitions = max(1, min(MAX_PARTITIONS, math.ceil(estimated / partition_bytes)))
+        self.workers = max(1, min(workers, len(units)))
+        # longest-processing-time-first assignment: balanced bytes per worker
+        loads: list[tuple[int, int]] = [(0, w) for w in range(self.workers)]
+        self.assignment: list[list[_Unit]] = [[] for _ in range(self.workers)]
+        for unit in sorted(units, key=lambda u: -u.size):
+            load, worker = heapq.heappop(loads)
+            self.assignment[worker].append(unit)
+            heapq.heappush(loads, (load + unit.size, worker))
+        self.file_count = sum(len(paths) for paths in self.files.values())
+
+
+def _executor(workers: int) -> ProcessPoolExecutor:
+    # spawn: safe in threaded parents (a gRPC server); forked children of threaded processes can deadlock
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _run_partitioning(plan: _Plan, out_dir: Path, policy: OnMalformed, max_line_bytes: int) -> PartitionReport:
+    total = PartitionReport()
+    args = [
+        (units, str(out_dir), worker, plan.partitions, policy, max_line_bytes)
+        for worker, units in enumerate(plan.assignment)
+    ]
+    if plan.workers == 1:
+        reports = [_partition_units(*a) for a in args]
+    else:
+        with _executor(plan.workers) as pool:
+            reports = list(pool.map(_partition_units, *zip(*args, strict=True)))
+    for report in reports:
+        if report.error is not None:
+            raise FhirInputError(report.error[0], reason=report.error[1])
+        total.add(report)
+    return total
+
+
+def _read_partition(
+    out_dir: Path, partition: int, type_order: Mapping[str, int]
+) -> tuple[list[tuple[str, list[FhirResource]]], int]:
+    """Group one partition's lines by patient (Patient first, then by type order and id); remove its files.
+
+    Returns the groups (patients with a Patient resource, sorted by id) and the count of orphan resources.
+    """
+    grouped: dict[str, list[FhirResource]] = {}
+    patients: dict[str, FhirResource] = {}
+    for path in sorted(out_dir.glob(f"p{partition:05d}.w*.ndjson")):
+        with path.open("rb") as stream:
+            for line in stream:
+                resource: FhirResource = orjson.loads(line)
+                key = patient_key(resource)
+                if key is None:
+                    continue
+                if resource["resourceType"] == "Patient":
+                    patients.setdefault(key, resource)
+                else:
+                    grouped.setdefault(key, []).append(resource)
+        path.unlink()
+    orphans = sum(len(items) for key, items in grouped.items() if key not in patients)
+    groups = []
+    for patient_id in sorted(patients):
+        items = grouped.get(patient_id, [])
+        items.sort(key=lambda r: (type_order.get(r["resourceType"], len(type_order)), str(r.get("id", ""))))
+        groups.append((patient_id, [patients[patient_id], *items]))
+    return groups, orphans
+
+
+class PatientStream:
+    """An iterable of (patient_id, resources) over a Bulk Data export; `stats` fills in as it runs."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        resource_types: Sequence[str] = DEFAULT_RESOURCE_TYPES,
+        on_malformed: OnMalformed = "error",
+        workers: int | None = None,
+        partition_bytes: int = DEFAULT_PARTITION_BYTES,
+        tmp_dir: str | Path | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        if on_malformed not in ("error", "skip"):
+            raise ValueError(f"on_malformed must be 'error' or 'skip', got {on_malformed!r}")
+        if partition_bytes < 64 * 1024:
+            raise ValueError(f"partition_bytes must be >= 65536, got {partition_bytes}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.directory = Path(directory)
+        self.resource_types = tuple(dict.fromkeys(("Patient", *resource_types)))
+        self.on_malformed: OnMalformed = on_malformed
+        self.workers = workers or default_workers()
+        self.partition_bytes = partition_bytes
+        self.tmp_dir = None if tmp_dir is None else Path(tmp_dir)
+        self.max_line_bytes = max_line_bytes
+        if chunk_bytes < 4096:
+            raise ValueError(f"chunk_bytes must be >= 4096, got {chunk_bytes}")
+        self.plan = _Plan(
+            self.directory,
+            self.resource_types,
+            workers=self.workers,
+            partition_bytes=partition_bytes,
+            chunk_bytes=chunk_bytes,
+        )
+        self.stats = StreamStats(files=self.plan.file_count, partitions=self.plan.partitions)
+
+    def partitioned(self) -> Iterator[Path]:
+        """Run pass 1 into a temporary directory; yield it (removed when the generator is closed)."""
+        out_dir = Path(tempfile.mkdtemp(prefix="osteorisk-bulk-", dir=self.tmp_dir))
+        try:
+            report = _run_partitioning(self.plan, out_dir, self.on_malformed, self.max_line_bytes)
+            self.stats.lines = report.lines
+            self.stats.resources = report.resources
+            self.stats.unattributed_resources = report.unattributed
+            self.stats.skipped_lines = report.skipped_lines
+            yield out_dir
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+    def type_order(self) -> dict[str, int]:
+        return {t: n for n, t in enumerate(self.resource_types)}
+
+    def __iter__(self) -> Iterator[tuple[str, list[FhirResource]]]:
+        for out_dir in self.partitioned():
+            order = self.type_order()
+            for partition in range(self.plan.partitions):
+                groups, orphans = _read_partition(out_dir, partition, order)
+                self.stats.orphan_resources += orphans
+                self.stats.patients += len(groups)
+                yield from groups
+        self._log_summary()
+
+    def _log_summary(self) -> None:
+        s = self.stats
+        log.info(
+            "%s: %d patients, %d resources from %d files in %d partitions",
+            self.directory.name,
+            s.patients,
+            s.resources,
+            s.files,
+            s.partitions,
+        )
+        if s.orphan_resources or s.unattributed_resources:
+            log.warning(
+                "%s: %d resources reference patients absent from Patient files; %d have no patient reference",
+                self.directory.name,
+                s.orphan_resources,
+                s.unattributed_resources,
+            )
+
+    def shared_medications(self) -> dict[str, FhirResource]:
+        """Medication resources of the export by "Medication/id" (what medicationReference points at)."""
+        found: dict[str, FhirResource] = {}
+        for path in self.plan.medication_files:
+            malformed = MalformedLines(path, self.on_malformed)
+            with open_lines(path) as stream:
+                for number, (line, _size) in enumerate(iter_lines(stream, self.max_line_bytes), start=1):
+                    resource = parse_line(
+                        line,
+                        number,
+                        expected_type="Medication",
+                        malformed=malformed,
+                        max_line_bytes=self.max_line_bytes,
+                    )
+                    if resource is not None and isinstance(resource.get("id"), str):
+                        found[f"Medication/{resource['id']}"] = resource
+                        if len(found) > MAX_SHARED_MEDICATIONS:
+                            raise FhirInputError(
+                                f"{path.name}: more than {MAX_SHARED_MEDICATIONS} Medication resources; "
+                                "inline medicationCodeableConcept in the export instead",
+                                reason="PAYLOAD_TOO_LARGE",
+                            )
+            self.stats.skipped_lines += malformed.count
+        return found
+
+
+def iter_patient_resources(
+    directory: str | Path,
+    *,
+    resource_types: Sequence[str] = DEFAULT_RESOURCE_TYPES,
+    on_malformed: OnMalformed = "error",
+    workers: int | None = None,
+    partition_bytes: int = DEFAULT_PARTITION_BYTES,
+    tmp_dir: str | Path | None = None,
+) -> Iterator[tuple[str, list[FhirResource]]]:
+    """(patient_id, [Patient, resources...]) for every patient of a Bulk Data export, in bounded memory.
+
+    Only patients with a Patient resource are yielded (resources of others are counted as orphans and
+    logged). `on_malformed="skip"` skips and counts malformed lines instead of raising `FhirInputError`.
+    """
+    stream = PatientStream(
+        directory,
+        resource_types=resource_types,
+        on_malformed=on_malformed,
+        workers=workers,
+        partition_bytes=partition_bytes,
+        tmp_dir=tmp_dir,
+    )
+    yield from stream
+
+
+# ClinicalRecords ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CohortRecord:
+    """The outcome for one patient of a cohort run: a record, or the error (message and reason) instead."""
+
+    patient_id: str
+    record: ClinicalRecord | None
+    error: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None
+
+
+@dataclass(frozen=True)
+class _RecordContext:
+    """What every record worker needs, sent once per process (not once per partition)."""
+
+    type_order: dict[str, int]
+    index_dates: Mapping[str, date] | date
+    medications: dict[str, FhirResource] = field(default_factory=dict)
+
+
+_WORKER_CONTEXT: _RecordContext | None = None
+
+
+def _init_record_worker(context: _RecordContext) -> None:
+    global _WORKER_CONTEXT
+    _WORKER_CONTEXT = context
+
+
+def patient_source(resources: Sequence[FhirResource], medications: Mapping[str, FhirResource]) -> BundleSource:
+    """A small in-memory source over one patient's resources (+ the shared Medications they reference)."""
+    entries = [{"resource": resource} for resource in resources]
+    wanted: set[str] = set()
+    for resource in resources:
+        reference = (resource.get("medicationReference") or {}).get("reference")
+        if isinstance(reference, str):
+            target = reference_target(reference)
+            if target is not None:
+                wanted.add(f"{target[0]}/{target[1]}")
+    entries += [{"resource": medications[key]} for key in sorted(wanted) if key in medications]
+    return BundleSource({"resourceType": "Bundle", "type": "collection", "entry": entries}, name="Bulk Data patient")
+
+
+def _records_of_partition(
+    out_dir: str, partition: int, context: _RecordContext | None = None
+) -> tuple[list[CohortRecord], int, int, list[str]]:
+    """Group one partition and extract a record per patient that has an index date (in a worker process)."""
+    context = context or _WORKER_CONTEXT
+    if context is None:
+        raise RuntimeError("record worker used without its context")
+    build_record = importlib.import_module("clinical.extract").build_record
+    groups, orphans = _read_partition(Path(out_dir), partition, context.type_order)
+    results: list[CohortRecord] = []
+    seen: list[str] = []
+    for patient_id, resources in groups:
+        if isinstance(context.index_dates, date):
+            index_date = context.index_dates
+        else:
+            found = context.index_dates.get(patient_id)
+            if found is None:
+                continue
+            index_date = found
+            seen.append(patient_id)
+        try:
+            with patient_source(resources, context.medications) as source:
+                record = build_record(source, patient_id, index_date)
+        except ClinicalError as exc:
+            results.append(CohortRecord(patient_id, None, str(exc), exc.reason))
+            continue
+        results.append(CohortRecord(patient_id, record))
+    return results, len(groups), orphans, seen
+
+
+def iter_cohort_records(
+    directory: str | Path,
+    index_dates: Mapping[str, date] | date,
+    *,
+    resource_types: Sequence[str] = DEFAULT_RESOURCE_TYPES,
+    on_malformed: OnMalformed = "error",
+    workers: int | None = None,
+    partition_bytes: int = DEFAULT_PARTITION_BYTES,
+    tmp_dir: str | Path | None = None,
+    stats: StreamStats | None = None,
+) -> Iterator[CohortRecord]:
+    """A `CohortRecord` per patient: extraction runs in `workers` processes, one partition at a time each.
+
+    `index_dates`: one date for every patient, or a mapping patient id -> index date (patients not in it
+    are skipped; ids in it that the export lacks come last, as PATIENT_NOT_FOUND). Per-patient failures
+    (e.g. deceased before the index date) are reported in the CohortRecord, never raised; a malformed
+    export raises `FhirInputError`. Pass a `StreamStats` to receive the run's counts.
+    """
+    stream = PatientStream(
+        directory,
+        resource_types=resource_types,
+        on_malformed=on_malformed,
+        workers=workers,
+        partition_bytes=partition_bytes,
+        tmp_dir=tmp_dir,
+    )
+    medications = (
+        stream.shared_medications() if {"MedicationRequest", "MedicationStatement"} & set(stream.resource_types) else {}
+    )
+    context = _RecordContext(stream.type_order(), index_dates, medications)
+    found: set[str] = set()
+    for out_dir in stream.partitioned():
+        partitions = range(stream.plan.partitions)
+        for results, patients, orphans, seen in _map_partitions(str(out_dir), partitions, context, stream.workers):
+            stream.stats.patients += patients
+            stream.stats.orphan_resources += orphans
+            found.update(seen)
+            yield from results
+    stream._log_summary()
+    if stats is not None:
+        stats.__dict__.update(stream.stats.__dict__)
+    if not isinstance(index_dates, date):
+        for patient_id in sorted(set(index_dates) - found):
+            message = f"{stream.directory.name} holds no Patient with id {patient_id!r}"
+            yield CohortRecord(patient_id, None, message, "PATIENT_NOT_FOUND")
+
+
+_PartitionResult = tuple[list[CohortRecord], int, int, list[str]]
+
+
+def _map_partitions(
+    out_dir: str, partitions: range, context: _RecordContext, workers: int
+) -> Iterator[_PartitionResult]:
+    """Records of each partition, in order, over worker processes with at most 2 x workers in flight."""
+    if workers == 1 or len(partitions) == 1:
+        for partition in partitions:
+            yield _records_of_partition(out_dir, partition, context)
+        return
+    workers = min(workers, len(partitions))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_record_worker,
+        initargs=(context,),
+    )
+    with pool:
+        pending: deque[Future[_PartitionResult]] = deque()
+        for partition in partitions:
+            pending.append(pool.submit(_records_of_partition, out_dir, partition))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def iter_clinical_records(
+    directory: str | Path,
+    index_dates: Mapping[str, date] | date,
+    **options: Any,
+) -> Iterator[ClinicalRecord]:
+    """`iter_cohort_records`, yielding only records and raising the first per-patient error."""
+    for result in iter_cohort_records(directory, index_dates, **options):
+        if result.record is None:
+            raise ClinicalError(f"patient {result.patient_id}: {result.error}", reason=result.reason)
+        yield result.record
