@@ -101,6 +101,15 @@ class AcquisitionInfo:
     image_type: tuple[str, ...] = ()
     selection_reason: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    series_description: str | None = None
+    kernel_class: str | None = None
+    """soft_tissue | intermediate | sharp | unknown (imaging/io/data/ct_kernels.json); None for NIfTI."""
+    transfer_syntax: str | None = None
+    source_orientation: str | None = None
+    """Axis codes of the data as stored (e.g. "LPS" for a standard axial DICOM series, "LAS"), before
+    reorientation to the canonical RAS."""
+    gantry_tilt_deg: float | None = None
+    """Gantry tilt measured from the slice geometry (0 for an orthogonal stack; None for NIfTI)."""
 
 
 @dataclass(frozen=True)
