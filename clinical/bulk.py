@@ -28,7 +28,6 @@ Public API:
 from __future__ import annotations
 
 import heapq
-import importlib
 import logging
 import math
 import multiprocessing
@@ -46,6 +45,7 @@ from typing import Any, Final
 
 import orjson
 
+from clinical import errors as clinical_errors
 from clinical.errors import ClinicalError, FhirInputError
 from clinical.sources.base import CLINICAL_RESOURCE_TYPES, FhirResource, reference_target
 from clinical.sources.bundle import BundleSource
@@ -469,6 +469,16 @@ class CohortRecord:
     record: ClinicalRecord | None
     error: str | None = None
     reason: str | None = None
+    error_type: str | None = None  # the `clinical.errors` class name, e.g. "PatientDeceasedError"
+
+    def raise_error(self) -> None:
+        """Raise the error of a failed patient as its own `clinical.errors` class (no-op when ok)."""
+        if self.record is not None:
+            return
+        error_class = getattr(clinical_errors, self.error_type or "", None)
+        if not (isinstance(error_class, type) and issubclass(error_class, ClinicalError)):
+            error_class = ClinicalError
+        raise error_class(f"patient {self.patient_id}: {self.error}", reason=self.reason)
 
     @property
     def ok(self) -> bool:
@@ -513,7 +523,8 @@ def _records_of_partition(
     context = context or _WORKER_CONTEXT
     if context is None:
         raise RuntimeError("record worker used without its context")
-    build_record = importlib.import_module("clinical.extract").build_record
+    from clinical.extract import build_record
+
     groups, orphans = _read_partition(Path(out_dir), partition, context.type_order)
     results: list[CohortRecord] = []
     seen: list[str] = []
@@ -527,10 +538,9 @@ def _records_of_partition(
             index_date = found
             seen.append(patient_id)
         try:
-            with patient_source(resources, context.medications) as source:
-                record = build_record(source, patient_id, index_date)
+            record = build_record(patient_source(resources, context.medications), patient_id, index_date)
         except ClinicalError as exc:
-            results.append(CohortRecord(patient_id, None, str(exc), exc.reason))
+            results.append(CohortRecord(patient_id, None, str(exc), exc.reason, type(exc).__name__))
             continue
         results.append(CohortRecord(patient_id, record))
     return results, len(groups), orphans, seen
@@ -580,7 +590,7 @@ def iter_cohort_records(
     if not isinstance(index_dates, date):
         for patient_id in sorted(set(index_dates) - found):
             message = f"{stream.directory.name} holds no Patient with id {patient_id!r}"
-            yield CohortRecord(patient_id, None, message, "PATIENT_NOT_FOUND")
+            yield CohortRecord(patient_id, None, message, "PATIENT_NOT_FOUND", "PatientNotFoundError")
 
 
 _PartitionResult = tuple[list[CohortRecord], int, int, list[str]]
@@ -618,6 +628,6 @@ def iter_clinical_records(
 ) -> Iterator[ClinicalRecord]:
     """`iter_cohort_records`, yielding only records and raising the first per-patient error."""
     for result in iter_cohort_records(directory, index_dates, **options):
-        if result.record is None:
-            raise ClinicalError(f"patient {result.patient_id}: {result.error}", reason=result.reason)
-        yield result.record
+        result.raise_error()
+        if result.record is not None:
+            yield result.record

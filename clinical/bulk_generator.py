@@ -109,6 +109,7 @@ class _Builder:
         self.p: dict[str, float] = {k: v for k, v in self.vocab["prevalence"].items() if k != "why"}
         self.start = start
         self.span_days = (end - start).days
+        self.osteoporotic_fracture = False
 
     # small helpers --------------------------------------------------------------------------------------
     def _uuid(self) -> str:
@@ -137,7 +138,7 @@ class _Builder:
         category = (
             "vital-signs"
             if concept in ("weight", "height", "bmi", "blood_pressure", "heart_rate")
-            else ("social-history" if concept == "smoking_status" else "imaging")
+            else {"smoking_status": "social-history", "falls_screening": "survey"}.get(concept, "imaging")
         )
         resource = {
             "resourceType": "Observation",
@@ -163,7 +164,8 @@ class _Builder:
 
     def _condition(
         self, patient: _Patient, concept: str, onset: date, *, verification: str = "confirmed", active: bool = False
-    ) -> None:
+    ) -> dict[str, Any]:
+        coding = self._coding(concept)
         patient.add(
             {
                 "resourceType": "Condition",
@@ -184,12 +186,13 @@ class _Builder:
                         }
                     ]
                 },
-                "code": {"coding": [self._coding(concept)]},
+                "code": {"coding": [coding]},
                 "subject": {"reference": f"Patient/{patient.patient_id}"},
                 "onsetDateTime": self._when(onset),
                 "recordedDate": self._when(onset),
             }
         )
+        return coding
 
     # one patient ----------------------------------------------------------------------------------------
     def patient(self) -> _Patient:
@@ -222,8 +225,31 @@ class _Builder:
         self._chronic_conditions(patient)
         self._medications(patient)
         self._noise(patient)
+        self._absence_is_unknown(patient)
         patient.truth["n_resources"] = sum(len(v) for v in patient.resources.values())
         return patient
+
+    @staticmethod
+    def _absence_is_unknown(patient: _Patient) -> None:
+        """A record without any Condition (MedicationRequest) cannot say a diagnosis (drug) is absent."""
+        for resource_type, columns in (
+            (
+                "Condition",
+                (
+                    "prior_fragility_fracture",
+                    "prior_hip_fracture",
+                    "prior_vertebral_fracture",
+                    "recent_fracture_2y",
+                    "rheumatoid_arthritis",
+                    "osteoporosis_diagnosis",
+                ),
+            ),
+            ("MedicationRequest", ("glucocorticoids", "osteoporosis_treatment")),
+        ):
+            if not patient.resources.get(resource_type):
+                for column in columns:
+                    if patient.truth[column] is False:
+                        patient.truth[column] = None
 
     def _body_measures(self, patient: _Patient, female: bool) -> None:
         index = patient.index_date
@@ -320,10 +346,13 @@ class _Builder:
         truth = patient.truth
         sites = {"hip": False, "vertebral": False, "forearm": False, "humerus": False}
         recent = False
+        self.osteoporotic_fracture = False
         for site in sites:
             if self._chance(f"{site}_fracture"):
                 day = self._fracture_day(patient, birth)
-                self._condition(patient, f"{site}_fracture", day)
+                coding = self._condition(patient, f"{site}_fracture", day)
+                # ICD-10-CM M80 "osteoporosis with current pathological fracture" is an osteoporosis diagnosis too
+                self.osteoporotic_fracture |= coding["code"].startswith("M80")
                 sites[site] = True
                 recent = recent or (patient.index_date - day).days <= 700
         if self._chance("fracture_after_index"):
@@ -344,14 +373,23 @@ class _Builder:
             self._condition(patient, "fall", patient.index_date - timedelta(days=self._days(10, 330)))
         if self._chance("fall_old"):
             self._condition(patient, "fall", patient.index_date - timedelta(days=self._days(420, 700)))
-        patient.truth["falls_last_12m"] = recent
+        screened = not recent and self._chance("falls_screened_no")
+        if screened:  # "Falls in the past year: No" within the 12 months
+            day = patient.index_date - timedelta(days=self._days(10, 330))
+            answer = {"coding": [self._coding("answer_no")]}
+            self._observation(patient, "falls_screening", day, valueCodeableConcept=answer)
+        # no fall and no screening within 12 months: unknown, not "no falls"
+        patient.truth["falls_last_12m"] = True if recent else (False if screened else None)
 
     def _family_history(self, patient: _Patient) -> None:
         parental = self._chance("parental_hip_fracture")
-        relatives = (["mother" if self.rng.random() < 0.7 else "father"] if parental else []) + (
-            ["sister"] if self._chance("sibling_hip_fracture") else []
-        )
-        for relative in relatives:
+        relatives = [("mother" if self.rng.random() < 0.7 else "father", "hip_fracture")] if parental else []
+        if self._chance("sibling_hip_fracture"):
+            relatives.append(("sister", "hip_fracture"))
+        parent_known = parental or self._chance("parent_history_without_fracture")
+        if parent_known and not parental:  # a parent's history without a hip fracture: a documented "no"
+            relatives.append(("mother" if self.rng.random() < 0.5 else "father", "hypertension"))
+        for relative, concept in relatives:
             patient.add(
                 {
                     "resourceType": "FamilyMemberHistory",
@@ -360,10 +398,11 @@ class _Builder:
                     "patient": {"reference": f"Patient/{patient.patient_id}"},
                     "date": self._when(patient.index_date - timedelta(days=self._days(30, 900))),
                     "relationship": {"coding": [self._coding(relative)]},
-                    "condition": [{"code": {"coding": [self._coding("hip_fracture")]}}],
+                    "condition": [{"code": {"coding": [self._coding(concept)]}}],
                 }
             )
-        patient.truth["parental_hip_fracture"] = parental
+        # no parent in the family history: unknown (a sibling's fracture says nothing about the parents)
+        patient.truth["parental_hip_fracture"] = parental if parent_known else None
 
     def _chronic_conditions(self, patient: _Patient) -> None:
         for concept, column in (
@@ -377,6 +416,8 @@ class _Builder:
                 )
             elif self.rng.random() < 0.03:  # diagnosed only after the index date
                 self._condition(patient, concept, patient.index_date + timedelta(days=self._days(30, 700)), active=True)
+            if column == "osteoporosis_diagnosis":
+                present = present or self.osteoporotic_fracture
             patient.truth[column] = present
 
     def _medication_request(
