@@ -9,7 +9,7 @@ FHIR_STAMP := $(FHIR_VENV)/.installed
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 PACKAGES := imaging clinical fusion server
 
-.PHONY: help setup run test lint format typecheck pytest protos schemas lock fhir-venv bench clean
+.PHONY: help setup run test lint format typecheck pytest protos schemas lock fhir-venv bench clean model
 
 help:
 	@echo "make run    set up .venv and run the main job on embedded defaults"
@@ -32,7 +32,17 @@ $(FHIR_STAMP):
 
 fhir-venv: $(FHIR_STAMP)
 
-run: setup
+# The bundled default model (synthetic, not for clinical use): rebuilt only when fusion/ or pyproject change.
+MODEL_DIR := models/default
+MODEL_STAMP := $(MODEL_DIR)/manifest.json
+FUSION_SOURCES := $(shell find fusion -name '*.py' -o -name '*.json' 2>/dev/null)
+
+$(MODEL_STAMP): $(STAMP) pyproject.toml $(FUSION_SOURCES)
+	$(BIN)/python -m fusion.bundled --out $(MODEL_DIR)
+
+model: $(MODEL_STAMP)
+
+run: setup model
 	$(BIN)/python -m server.demo
 
 lint: setup
@@ -46,7 +56,7 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup fhir-venv
+pytest: setup fhir-venv model
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
