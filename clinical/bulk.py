@@ -22,7 +22,12 @@ Public API:
   partition, partitions in order (deterministic for a given export);
 - `iter_cohort_records(directory, index_dates, ...) -> Iterator[CohortRecord]`: a record, or the error
   that prevented one, per patient (the index date per patient from a mapping, or one date for all);
-- `iter_clinical_records(...) -> Iterator[ClinicalRecord]`: the same, raising the first error.
+- `iter_clinical_records(...) -> Iterator[ClinicalRecord]`: the same, raising the first error;
+- `PatientResources(patient_id, resources, shared)`: one yielded group as a `FhirSource`, for callers that
+  run `build_record` themselves.
+
+Scripts that use `workers > 1` must guard their entry point (`if __name__ == "__main__":`): workers are
+started with "spawn", which is safe in threaded processes (a gRPC server) where "fork" is not.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -46,9 +52,8 @@ from typing import Any, Final
 import orjson
 
 from clinical import errors as clinical_errors
-from clinical.errors import ClinicalError, FhirInputError
-from clinical.sources.base import CLINICAL_RESOURCE_TYPES, FhirResource, reference_target
-from clinical.sources.bundle import BundleSource
+from clinical.errors import ClinicalError, FhirInputError, PatientNotFoundError
+from clinical.sources.base import CLINICAL_RESOURCE_TYPES, FhirResource, SourceBase, reference_target
 from clinical.sources.ndjson import (
     DEFAULT_MAX_LINE_BYTES,
     MalformedLines,
@@ -261,8 +266,10 @@ class _Plan:
                 for start in range(0, max(size, 1), chunk_bytes):
                     end = min(size, start + chunk_bytes)
                     units.append(_Unit(path, resource_type, start, end if end < size else -1, end - start))
-        self.partitions = max(1, min(MAX_PARTITIONS, math.ceil(estimated / partition_bytes)))
         self.workers = max(1, min(workers, len(units)))
+        # at least 4 partitions per worker, so that record extraction (per partition) keeps every worker busy
+        target = max(math.ceil(estimated / partition_bytes), 4 * workers if workers > 1 else 1)
+        self.partitions: int = max(1, min(MAX_PARTITIONS, target))
         # longest-processing-time-first assignment: balanced bytes per worker
         loads: list[tuple[int, int]] = [(0, w) for w in range(self.workers)]
         self.assignment: list[list[_Unit]] = [[] for _ in range(self.workers)]
@@ -273,12 +280,22 @@ class _Plan:
         self.file_count = sum(len(paths) for paths in self.files.values())
 
 
-def _executor(workers: int) -> ProcessPoolExecutor:
-    # spawn: safe in threaded parents (a gRPC server); forked children of threaded processes can deadlock
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+def _executor(workers: int, context: _RecordContext | None = None) -> ProcessPoolExecutor:
+    """Worker processes, started with "spawn": forked children of threaded parents (a gRPC server) can deadlock.
+
+    With a context, each worker receives it once, for record extraction after partitioning.
+    """
+    spawn = multiprocessing.get_context("spawn")
+    if context is None:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=spawn)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=spawn, initializer=_init_record_worker, initargs=(context,)
+    )
 
 
-def _run_partitioning(plan: _Plan, out_dir: Path, policy: OnMalformed, max_line_bytes: int) -> PartitionReport:
+def _run_partitioning(
+    plan: _Plan, out_dir: Path, policy: OnMalformed, max_line_bytes: int, pool: ProcessPoolExecutor | None = None
+) -> PartitionReport:
     total = PartitionReport()
     args = [
         (units, str(out_dir), worker, plan.partitions, policy, max_line_bytes)
@@ -286,9 +303,11 @@ def _run_partitioning(plan: _Plan, out_dir: Path, policy: OnMalformed, max_line_
     ]
     if plan.workers == 1:
         reports = [_partition_units(*a) for a in args]
+    elif pool is not None:
+        reports = list(pool.map(_partition_units, *zip(*args, strict=True)))
     else:
-        with _executor(plan.workers) as pool:
-            reports = list(pool.map(_partition_units, *zip(*args, strict=True)))
+        with _executor(plan.workers) as own_pool:
+            reports = list(own_pool.map(_partition_units, *zip(*args, strict=True)))
     for report in reports:
         if report.error is not None:
             raise FhirInputError(report.error[0], reason=report.error[1])
@@ -365,11 +384,11 @@ class PatientStream:
         )
         self.stats = StreamStats(files=self.plan.file_count, partitions=self.plan.partitions)
 
-    def partitioned(self) -> Iterator[Path]:
+    def partitioned(self, pool: ProcessPoolExecutor | None = None) -> Iterator[Path]:
         """Run pass 1 into a temporary directory; yield it (removed when the generator is closed)."""
         out_dir = Path(tempfile.mkdtemp(prefix="osteorisk-bulk-", dir=self.tmp_dir))
         try:
-            report = _run_partitioning(self.plan, out_dir, self.on_malformed, self.max_line_bytes)
+            report = _run_partitioning(self.plan, out_dir, self.on_malformed, self.max_line_bytes, pool)
             self.stats.lines = report.lines
             self.stats.resources = report.resources
             self.stats.unattributed_resources = report.unattributed
@@ -502,18 +521,53 @@ def _init_record_worker(context: _RecordContext) -> None:
     _WORKER_CONTEXT = context
 
 
-def patient_source(resources: Sequence[FhirResource], medications: Mapping[str, FhirResource]) -> BundleSource:
-    """A small in-memory source over one patient's resources (+ the shared Medications they reference)."""
-    entries = [{"resource": resource} for resource in resources]
-    wanted: set[str] = set()
-    for resource in resources:
-        reference = (resource.get("medicationReference") or {}).get("reference")
-        if isinstance(reference, str):
-            target = reference_target(reference)
-            if target is not None:
-                wanted.add(f"{target[0]}/{target[1]}")
-    entries += [{"resource": medications[key]} for key in sorted(wanted) if key in medications]
-    return BundleSource({"resourceType": "Bundle", "type": "collection", "entry": entries}, name="Bulk Data patient")
+class PatientResources(SourceBase):
+    """One patient's resources from a cohort stream as a `FhirSource` (in memory; no re-indexing).
+
+    `shared` holds the export's non-patient resources a reference may point at (Medication), by "Type/id".
+    """
+
+    def __init__(
+        self, patient_id: str, resources: Sequence[FhirResource], shared: Mapping[str, FhirResource] | None = None
+    ) -> None:
+        self.patient_id = patient_id
+        self._patient: FhirResource | None = None
+        self._by_type: dict[str, list[FhirResource]] = {}
+        self._own: dict[str, FhirResource] = {}
+        self._shared = shared or {}
+        for resource in resources:
+            resource_type = resource["resourceType"]
+            if resource_type == "Patient" and resource.get("id") == patient_id and self._patient is None:
+                self._patient = resource
+                continue
+            self._by_type.setdefault(resource_type, []).append(resource)
+            if isinstance(resource.get("id"), str):
+                self._own[f"{resource_type}/{resource['id']}"] = resource
+
+    def describe(self) -> str:
+        return "Bulk Data patient record"
+
+    def patient(self, patient_id: str) -> FhirResource:
+        if patient_id != self.patient_id or self._patient is None:
+            raise PatientNotFoundError(f"{self.describe()} holds no Patient with id {patient_id!r}")
+        return self._patient
+
+    def resources(self, patient_id: str, resource_types: Sequence[str]) -> Iterator[FhirResource]:
+        if patient_id != self.patient_id:
+            return
+        for resource_type in resource_types:
+            yield from self._by_type.get(resource_type, ())
+
+    def resolve(self, reference: str) -> FhirResource | None:
+        target = reference_target(reference)
+        if target is None:
+            return None
+        key = f"{target[0]}/{target[1]}"
+        return self._own.get(key) or self._shared.get(key)
+
+    def patient_ids(self) -> Iterator[str]:
+        if self._patient is not None:
+            yield self.patient_id
 
 
 def _records_of_partition(
@@ -538,7 +592,7 @@ def _records_of_partition(
             index_date = found
             seen.append(patient_id)
         try:
-            record = build_record(patient_source(resources, context.medications), patient_id, index_date)
+            record = build_record(PatientResources(patient_id, resources, context.medications), patient_id, index_date)
         except ClinicalError as exc:
             results.append(CohortRecord(patient_id, None, str(exc), exc.reason, type(exc).__name__))
             continue
@@ -577,13 +631,17 @@ def iter_cohort_records(
     )
     context = _RecordContext(stream.type_order(), index_dates, medications)
     found: set[str] = set()
-    for out_dir in stream.partitioned():
-        partitions = range(stream.plan.partitions)
-        for results, patients, orphans, seen in _map_partitions(str(out_dir), partitions, context, stream.workers):
-            stream.stats.patients += patients
-            stream.stats.orphan_resources += orphans
-            found.update(seen)
-            yield from results
+    with ExitStack() as stack:
+        # one set of worker processes for both passes (spawning them costs seconds)
+        pool = stack.enter_context(_executor(stream.workers, context)) if stream.workers > 1 else None
+        for out_dir in stream.partitioned(pool):
+            partitions = range(stream.plan.partitions)
+            mapped = _map_partitions(str(out_dir), partitions, context, pool, stream.workers)
+            for results, patients, orphans, seen in mapped:
+                stream.stats.patients += patients
+                stream.stats.orphan_resources += orphans
+                found.update(seen)
+                yield from results
     stream._log_summary()
     if stats is not None:
         stats.__dict__.update(stream.stats.__dict__)
@@ -597,28 +655,21 @@ _PartitionResult = tuple[list[CohortRecord], int, int, list[str]]
 
 
 def _map_partitions(
-    out_dir: str, partitions: range, context: _RecordContext, workers: int
+    out_dir: str, partitions: range, context: _RecordContext, pool: ProcessPoolExecutor | None, workers: int
 ) -> Iterator[_PartitionResult]:
-    """Records of each partition, in order, over worker processes with at most 2 x workers in flight."""
-    if workers == 1 or len(partitions) == 1:
+    """Records of each partition, in order; over the pool with at most 2 x workers partitions in flight."""
+    if pool is None:
         for partition in partitions:
             yield _records_of_partition(out_dir, partition, context)
         return
-    workers = min(workers, len(partitions))
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_record_worker,
-        initargs=(context,),
-    )
-    with pool:
-        pending: deque[Future[_PartitionResult]] = deque()
-        for partition in partitions:
-            pending.append(pool.submit(_records_of_partition, out_dir, partition))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
+    in_flight = 2 * workers
+    pending: deque[Future[_PartitionResult]] = deque()
+    for partition in partitions:
+        pending.append(pool.submit(_records_of_partition, out_dir, partition))
+        if len(pending) >= in_flight:
             yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def iter_clinical_records(
