@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 from fusion.errors import CohortError
 
+ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 

@@ -6,8 +6,6 @@ Restricted cubic splines as in Harrell, Regression Modeling Strategies, 2nd ed. 
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from fusion.metrics._inputs import FloatArray
@@ -36,7 +34,10 @@ def fit_logistic(
     tol: float = 1e-10,
 ) -> FloatArray:
     """Weighted maximum-likelihood logistic regression of y (in [0, 1]) on the columns of `x` (add your own
-    intercept column), by iteratively reweighted least squares with a tiny ridge for stability."""
+    intercept column), by iteratively reweighted least squares with a tiny ridge for stability.
+
+    Returns NaNs when the fit does not converge (e.g. perfectly separated data, where the maximum
+    likelihood estimate does not exist): a metric built on it is then reported as not estimable."""
     n, q = x.shape
     w = np.ones(n) if weights is None else weights
     off = np.zeros(n) if offset is None else offset
@@ -53,10 +54,14 @@ def fit_logistic(
         except np.linalg.LinAlgError:
             step = np.linalg.lstsq(hessian, gradient, rcond=None)[0]
         beta = beta + step
+        if not np.all(np.isfinite(beta)):
+            return np.full(q, np.nan)
         if np.max(np.abs(step)) < tol:
             break
     else:
-        warnings.warn("logistic calibration fit did not converge", RuntimeWarning, stacklevel=2)
+        return np.full(q, np.nan)
+    if not np.all(np.isfinite(beta)):
+        return np.full(q, np.nan)
     return beta
 
 

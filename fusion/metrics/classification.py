@@ -16,13 +16,13 @@ import pandas as pd
 from scipy import stats
 
 from fusion.errors import CohortError
-from fusion.metrics._inputs import FloatArray, as_binary, as_float, as_probabilities
+from fusion.metrics._inputs import ArrayLike, as_binary, as_float, as_probabilities
 from fusion.metrics._regression import expit, fit_logistic, logit, rcs_basis, rcs_knots
 
 Direction = Literal["above", "at_or_below"]
 
 
-def roc_auc(label: FloatArray, score: FloatArray, *, positive: Direction = "above") -> float:
+def roc_auc(label: ArrayLike, score: ArrayLike, *, positive: Direction = "above") -> float:
     """Area under the ROC curve from SCORES: P(score of a positive > score of a negative) + 1/2 P(tie),
     the Mann-Whitney statistic (Hanley & McNeil, Radiology 1982;143:29-36,
     doi:10.1148/radiology.143.1.7063747). `positive="at_or_below"` for scores where low means positive."""
@@ -66,8 +66,8 @@ def _wilson(successes: int, total: int, level: float = 0.95) -> tuple[float, flo
 
 
 def sensitivity_specificity(
-    label: FloatArray,
-    score: FloatArray,
+    label: ArrayLike,
+    score: ArrayLike,
     thresholds: Sequence[float],
     *,
     positive: Direction = "above",
@@ -119,7 +119,7 @@ class BinaryCalibration:
     mean_predicted: float
 
 
-def binary_calibration(label: FloatArray, probability: FloatArray, *, n_knots: int = 4) -> BinaryCalibration:
+def binary_calibration(label: ArrayLike, probability: ArrayLike, *, n_knots: int = 4) -> BinaryCalibration:
     """Calibration slope and intercept (logistic recalibration, Cox 1958; Van Calster et al., J Clin
     Epidemiol 2016;74:167-176, doi:10.1016/j.jclinepi.2015.12.005), Brier score (Brier, Mon Weather Rev
     1950;78:1-3) and ICI/E90 from a restricted-cubic-spline logistic calibration curve (Austin &
@@ -148,7 +148,7 @@ def binary_calibration(label: FloatArray, probability: FloatArray, *, n_knots: i
     )
 
 
-def reliability_curve(label: FloatArray, probability: FloatArray, *, bins: int = 10) -> pd.DataFrame:
+def reliability_curve(label: ArrayLike, probability: ArrayLike, *, bins: int = 10) -> pd.DataFrame:
     """Observed rate (95% Wilson interval) against mean predicted PROBABILITY per quantile bin: columns
     bin, n, predicted, observed, observed_lo, observed_hi (a reliability diagram's data)."""
     y = as_binary("label", label)

@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from fusion.errors import CohortError
-from fusion.metrics._inputs import FloatArray, IntArray, as_events, as_float, as_times, dense_rank
+from fusion.metrics._inputs import ArrayLike, FloatArray, IntArray, as_events, as_float, as_times, dense_rank
 from fusion.metrics.nonparametric import StepFunction, censoring_survival
 
 CompetingRule = Literal["wolbers", "censor"]
@@ -162,9 +162,9 @@ def _concordance(
 
 
 def harrell_c(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    risk: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    risk: ArrayLike,
     *,
     cause: int = 1,
     horizon: float | None = None,
@@ -182,9 +182,9 @@ def harrell_c(
 
 
 def uno_c(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    risk: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    risk: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,

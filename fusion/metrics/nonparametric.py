@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from fusion.metrics._inputs import FloatArray, IntArray, as_events, as_float, as_horizon, as_times
+from fusion.metrics._inputs import ArrayLike, FloatArray, IntArray, as_events, as_float, as_horizon, as_times
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _risk_table(time: FloatArray, indicator: IntArray) -> tuple[FloatArray, Floa
     return times.astype(np.float64), at_risk, events
 
 
-def kaplan_meier(time: FloatArray, event_observed: FloatArray | IntArray) -> StepFunction:
+def kaplan_meier(time: ArrayLike, event_observed: ArrayLike) -> StepFunction:
     """Kaplan-Meier survival S(t) of `time` with `event_observed` (1 event, 0 censored)."""
     t = as_times("time", time)
     e = as_float("event_observed", event_observed, n=t.size).astype(np.int64)
@@ -73,7 +73,7 @@ def kaplan_meier(time: FloatArray, event_observed: FloatArray | IntArray) -> Ste
     return StepFunction(times, np.cumprod(factors).astype(np.float64))
 
 
-def censoring_survival(time: FloatArray, event: FloatArray | IntArray) -> StepFunction:
+def censoring_survival(time: ArrayLike, event: ArrayLike) -> StepFunction:
     """G(t) = P(C > t): Kaplan-Meier of censoring (event code 0), any event code > 0 leaving first at ties.
 
     Reverse Kaplan-Meier (Schemper & Smith, Control Clin Trials 1996;17:343-346); used for inverse
@@ -136,7 +136,7 @@ class CumulativeIncidence:
         return (float(np.exp(-np.exp(centre + z * se))), float(np.exp(-np.exp(centre - z * se))))
 
 
-def aalen_johansen(time: FloatArray, event: FloatArray | IntArray, *, cause: int = 1) -> CumulativeIncidence:
+def aalen_johansen(time: ArrayLike, event: ArrayLike, *, cause: int = 1) -> CumulativeIncidence:
     """Aalen-Johansen cumulative incidence of `cause` with the other causes competing (module docstring).
 
     `event`: 0 censored, 1, 2, ... cause codes. Tied times are handled exactly (no jitter).

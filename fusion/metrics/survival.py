@@ -28,6 +28,7 @@ import pandas as pd
 
 from fusion.errors import CohortError
 from fusion.metrics._inputs import (
+    ArrayLike,
     FloatArray,
     IntArray,
     as_events,
@@ -41,7 +42,7 @@ from fusion.metrics.nonparametric import StepFunction, aalen_johansen, censoring
 
 
 def ipcw_status(
-    time: FloatArray,
+    time: ArrayLike,
     event: IntArray,
     horizon: float,
     *,
@@ -50,6 +51,8 @@ def ipcw_status(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(y, weight, kind): y the case indicator at tau, W the IPCW weight, kind 1 case / 2 competitor /
     0 event-free at tau / -1 censored before tau (weight 0)."""
+    time = as_times("time", time)
+    event = as_events("event", event, n=time.size)
     g = censoring if censoring is not None else censoring_survival(time, event)
     tau = as_horizon(horizon)
     early = time <= tau
@@ -80,7 +83,7 @@ def ipcw_status(
 
 
 def _prepare(
-    time: FloatArray, event: FloatArray | IntArray, values: FloatArray, name: str, probabilities: bool
+    time: ArrayLike, event: ArrayLike, values: ArrayLike, name: str, probabilities: bool
 ) -> tuple[FloatArray, IntArray, FloatArray]:
     t = as_times("time", time)
     e = as_events("event", event, n=t.size)
@@ -89,9 +92,9 @@ def _prepare(
 
 
 def time_dependent_auc(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    risk: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    risk: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,
@@ -130,9 +133,9 @@ def time_dependent_auc(
 
 
 def brier_score(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    probability: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    probability: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,
@@ -145,7 +148,7 @@ def brier_score(
     return float(np.mean(w * (y - p) ** 2))
 
 
-def null_risk(time: FloatArray, event: FloatArray | IntArray, *, horizon: float, cause: int = 1) -> float:
+def null_risk(time: ArrayLike, event: ArrayLike, *, horizon: float, cause: int = 1) -> float:
     """The marginal Aalen-Johansen F(tau): the prediction of a model that knows no covariate."""
     t = as_times("time", time)
     e = as_events("event", event, n=t.size)
@@ -153,9 +156,9 @@ def null_risk(time: FloatArray, event: FloatArray | IntArray, *, horizon: float,
 
 
 def scaled_brier(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    probability: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    probability: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,
@@ -175,10 +178,10 @@ def scaled_brier(
 
 
 def integrated_brier_score(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    probabilities: FloatArray,
-    horizons: FloatArray | list[float],
+    time: ArrayLike,
+    event: ArrayLike,
+    probabilities: ArrayLike,
+    horizons: ArrayLike,
     *,
     cause: int = 1,
     censoring: StepFunction | None = None,
@@ -212,9 +215,9 @@ class CalibrationFit:
 
 
 def calibration_slope(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    probability: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    probability: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,
@@ -255,9 +258,9 @@ class CalibrationCurve:
 
 
 def calibration_curve(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    probability: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    probability: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,
@@ -316,9 +319,9 @@ class ObservedExpected:
 
 
 def observed_expected(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    probability: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    probability: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,
@@ -338,9 +341,9 @@ def observed_expected(
 
 
 def calibration_table(
-    time: FloatArray,
-    event: FloatArray | IntArray,
-    probability: FloatArray,
+    time: ArrayLike,
+    event: ArrayLike,
+    probability: ArrayLike,
     *,
     horizon: float,
     cause: int = 1,
