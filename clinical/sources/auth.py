@@ -26,7 +26,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -379,3 +379,69 @@ def _token_url_from_capabilities(statement: Any) -> str | None:
                 if inner.get("url") == "token" and isinstance(inner.get("valueUri"), str):
                     return str(inner["valueUri"])
     return None
+
+
+#: Environment variables read by `auth_from_env` (for the CLI and the server's `[fhir]` settings).
+AUTH_ENVIRONMENT: Final = {
+    "token_file": "OSTEORISK_FHIR_TOKEN_FILE",
+    "smart_client_id": "OSTEORISK_FHIR_SMART_CLIENT_ID",
+    "smart_private_key": "OSTEORISK_FHIR_SMART_KEY_FILE",
+    "smart_alg": "OSTEORISK_FHIR_SMART_ALG",
+    "smart_scope": "OSTEORISK_FHIR_SMART_SCOPE",
+    "smart_token_url": "OSTEORISK_FHIR_SMART_TOKEN_URL",
+    "smart_kid": "OSTEORISK_FHIR_SMART_KID",
+}
+
+
+def make_auth(
+    *,
+    token_file: str | Path | None = None,
+    smart_client_id: str | None = None,
+    smart_private_key: str | Path | None = None,
+    smart_alg: str = "RS384",
+    smart_scope: str = "system/*.read",
+    smart_token_url: str | None = None,
+    smart_kid: str | None = None,
+) -> FhirAuth:
+    """The auth that settings describe: SMART when a client id is given, a bearer token file, or none.
+
+    Secrets are read from files (a token file, a private key file), never taken from command lines.
+    """
+    if smart_client_id:
+        if smart_private_key is None:
+            raise FhirAuthError(
+                "SMART Backend Services needs the client's private key file as well as its client id",
+                reason="FHIR_AUTH_CONFIG",
+            )
+        if token_file is not None:
+            message = "give either a bearer token file or SMART client settings, not both"
+            raise FhirAuthError(message, reason="FHIR_AUTH_CONFIG")
+        if smart_alg not in SMART_ALGORITHMS:
+            raise FhirAuthError(
+                f"SMART Backend Services signs with {' or '.join(SMART_ALGORITHMS)}, not {smart_alg!r}",
+                reason="FHIR_AUTH_CONFIG",
+            )
+        alg: SmartAlgorithm = "ES384" if smart_alg == "ES384" else "RS384"
+        return SmartBackendAuth(
+            client_id=smart_client_id,
+            private_key=Path(smart_private_key),
+            alg=alg,
+            scope=smart_scope,
+            token_url=smart_token_url,
+            kid=smart_kid,
+        )
+    if smart_private_key is not None:
+        raise FhirAuthError("a SMART private key was given without a SMART client id", reason="FHIR_AUTH_CONFIG")
+    if token_file is not None:
+        return BearerTokenAuth.from_file(token_file)
+    return NoAuth()
+
+
+def auth_from_env(environ: Mapping[str, str]) -> FhirAuth:
+    """`make_auth` from the `OSTEORISK_FHIR_*` variables of `AUTH_ENVIRONMENT` (unset or empty: not given)."""
+    settings: dict[str, Any] = {}
+    for option, variable in AUTH_ENVIRONMENT.items():
+        value = environ.get(variable, "").strip()
+        if value:
+            settings[option] = value
+    return make_auth(**settings)

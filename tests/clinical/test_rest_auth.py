@@ -246,3 +246,33 @@ def test_discovery_failure_names_the_fix(keys: dict[str, Any]) -> None:
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+def test_auth_from_settings_and_environment(
+    protected: SekmetServer, patient_id: str, keys: dict[str, Any], tmp_path: Path
+) -> None:
+    from clinical.sources.auth import AUTH_ENVIRONMENT, NoAuth, auth_from_env, make_auth
+
+    key_file = tmp_path / "client.pem"
+    key_file.write_bytes(_pem(keys["ec"]))
+    environ = {
+        AUTH_ENVIRONMENT["smart_client_id"]: "osteorisk-es",
+        AUTH_ENVIRONMENT["smart_private_key"]: str(key_file),
+        AUTH_ENVIRONMENT["smart_alg"]: "ES384",
+    }
+    auth = auth_from_env(environ)
+    assert isinstance(auth, SmartBackendAuth) and auth.alg == "ES384"
+    with RestSource(protected.base_url, auth=auth) as source:
+        assert source.patient(patient_id)["id"] == patient_id
+    assert isinstance(auth_from_env({}), NoAuth)
+    token_file = tmp_path / "token"
+    token_file.write_text(STATIC_TOKEN)
+    assert isinstance(make_auth(token_file=token_file), BearerTokenAuth)
+    with pytest.raises(FhirAuthError, match="private key file as well"):
+        make_auth(smart_client_id="c")
+    with pytest.raises(FhirAuthError, match="not both"):
+        make_auth(smart_client_id="c", smart_private_key=key_file, token_file=token_file)
+    with pytest.raises(FhirAuthError, match="without a SMART client id"):
+        make_auth(smart_private_key=key_file)
+    with pytest.raises(FhirAuthError, match="not 'PS256'"):
+        make_auth(smart_client_id="c", smart_private_key=key_file, smart_alg="PS256")
