@@ -33,6 +33,7 @@ from typing import Literal, cast
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+from skimage.feature import peak_local_max
 from skimage.measure import regionprops
 
 from imaging.types import AcrCategory, Calibration, CalibrationReference, Volume
@@ -42,6 +43,9 @@ TISSUES: tuple[Tissue, ...] = ("air", "subcutaneous_fat", "visceral_fat", "muscl
 METHOD = "phantomless internal-reference linear calibration (air, fat, muscle, blood) v1"
 
 _MAX_SLICES = 6
+# the abdominal aorta divides at about L4 (common iliac arteries below): no blood reference there
+_BELOW_AORTIC_BIFURCATION = frozenset({"L4", "L5", "L6", "S1"})
+_BLOOD_SLICE_TOLERANCE_HU = 25.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class SpineSlice:
     center_x: float
     anterior_y: float
     posterior_y: float
+    level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,11 +161,14 @@ def _erode_px(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
 def _aorta(
     img: npt.NDArray[np.floating], spine: SpineSlice, spacing_xy: tuple[float, float], window: tuple[float, float]
 ) -> npt.NDArray[np.bool_]:
-    """Core of the aorta on one slice: the most circular 12-35 mm blob anterior-left of the body."""
+    """Core of the aorta on one slice: a homogeneous 12-35 mm blob anterior-left of the vertebral body; its
+    core is the disc around the deepest point (distance-transform peak, radius >= 5 mm) nearest the expected
+    place (15 mm left of the midline, 15 mm in front of the body), so that a blob merged with a bowel loop
+    or a vein still yields a core inside one structure."""
     sx, sy = spacing_xy
     x0 = max(0, int(spine.center_x - 45.0 / sx))
     x1 = min(img.shape[0], int(spine.center_x + 20.0 / sx) + 1)
-    y0 = max(0, int(spine.anterior_y - 5.0 / sy))
+    y0 = max(0, int(spine.anterior_y - 10.0 / sy))
     y1 = min(img.shape[1], int(spine.anterior_y + 50.0 / sy) + 1)
     out = np.zeros(img.shape, dtype=bool)
     if x1 - x0 < 3 or y1 - y0 < 3:
@@ -168,25 +176,32 @@ def _aorta(
     sub = img[x0:x1, y0:y1]
     candidates = ndimage.binary_opening(_in_window(sub, window), structure=_disk(round(4.5 / min(sx, sy))))
     labelled, _ = ndimage.label(candidates)
-    best, best_score = 0, -np.inf
     expected = np.array([(spine.center_x - 15.0 / sx) - x0, (spine.anterior_y + 15.0 / sy) - y0])
+    best: tuple[float, npt.NDArray[np.bool_]] | None = None
     for region in regionprops(labelled):
-        area_mm2 = region.area * sx * sy
-        diameter = 2.0 * np.sqrt(area_mm2 / np.pi)
-        if not 12.0 <= diameter <= 35.0 or region.perimeter == 0:
+        diameter = 2.0 * np.sqrt(region.area * sx * sy / np.pi)
+        if not 12.0 <= diameter <= 35.0 or region.solidity < 0.8:
             continue
-        circularity = min(1.0, 4.0 * np.pi * region.area / region.perimeter**2)
-        if circularity < 0.6 or region.solidity < 0.85:
+        if region.centroid[1] + y0 < spine.anterior_y and abs(region.centroid[0] + x0 - spine.center_x) * sx < 20.0:
+            continue  # the vertebral body itself
+        blob = labelled == region.label
+        q1, q3 = np.percentile(sub[blob], [25.0, 75.0])
+        if q3 - q1 > 60.0:  # blood is homogeneous; bone, bowel content and mixed blobs are not
             continue
-        distance_mm = float(np.linalg.norm((np.asarray(region.centroid) - expected) * np.array([sx, sy])))
-        score = circularity - distance_mm / 100.0
-        if score > best_score:
-            best, best_score = region.label, score
-    if best == 0:
+        depth = ndimage.distance_transform_edt(blob, sampling=(sx, sy))
+        # each lobe of a merged blob has its own deepest point: take the one nearest the expected place
+        peaks = peak_local_max(depth, min_distance=max(1, round(5.0 / min(sx, sy))), threshold_abs=5.0)
+        for peak in peaks:
+            radius = float(depth[peak[0], peak[1]])
+            distance_mm = float(np.linalg.norm((peak - expected) * np.array([sx, sy])))
+            score = -distance_mm + 0.5 * radius
+            if best is None or score > best[0]:
+                ii, jj = np.ogrid[: blob.shape[0], : blob.shape[1]]
+                disc = ((ii - peak[0]) * sx) ** 2 + ((jj - peak[1]) * sy) ** 2 <= max(2.0, radius - 3.0) ** 2
+                best = (score, blob & disc & (depth > 2.0))
+    if best is None:
         return out
-    blob = labelled == best
-    core = ndimage.distance_transform_edt(blob, sampling=(sx, sy)) > 2.0
-    out[x0:x1, y0:y1] = core
+    out[x0:x1, y0:y1] = best[1]
     return out
 
 
@@ -221,11 +236,13 @@ def sample_reference_tissues(volume: Volume, spine: Sequence[SpineSlice]) -> dic
         behind = s.posterior_y * sy - ys
         paraspinal = (lateral >= 12.0) & (lateral <= 45.0) & (behind >= 5.0) & (behind <= 60.0) & (inside > 5.0)
         masks["muscle"] = _erode_px(_in_window(img, table.references["muscle"].window_hu) & paraspinal)
-        masks["blood"] = _aorta(img, s, (sx, sy), table.references["blood"].window_hu)
+        if s.level not in _BELOW_AORTIC_BIFURCATION:
+            masks["blood"] = _aorta(img, s, (sx, sy), table.references["blood"].window_hu)
         for tissue, mask in masks.items():
             ij = np.argwhere(mask)
             if ij.size:
                 pooled[tissue].append(np.column_stack([ij, np.full(len(ij), k)]))
+    pooled["blood"] = _consistent_slices(volume, pooled["blood"])
     samples: dict[Tissue, TissueSample] = {}
     for tissue, parts in pooled.items():
         if not parts:
@@ -239,6 +256,29 @@ def sample_reference_tissues(volume: Volume, spine: Sequence[SpineSlice]) -> dic
             tissue=tissue, hu=float(np.median(hu)), n_voxels=len(voxels), voxels=voxels[::step]
         )
     return samples
+
+
+def _consistent_slices(volume: Volume, parts: list[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
+    """The aorta found on each slice, without the slices whose blob is off the tube the others form (more
+    than 15 mm from their median centre) or whose median HU is far from the others' (a wrong blob)."""
+    if len(parts) < 3:
+        return _agreeing(volume, parts)
+    spacing = np.asarray(volume.spacing[:2])
+    centres = np.array([p[:, :2].mean(axis=0) * spacing for p in parts])
+    typical_centre = np.median(centres, axis=0)
+    parts = [p for p, c in zip(parts, centres, strict=True) if np.linalg.norm(c - typical_centre) <= 15.0]
+    return _agreeing(volume, parts)
+
+
+def _agreeing(volume: Volume, parts: list[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
+    if len(parts) < 2:
+        return parts
+    hu = [np.asarray(volume.array[p[:, 0], p[:, 1], p[:, 2]], dtype=np.float64) for p in parts]
+    medians = np.array([float(np.median(v)) for v in hu])
+    if len(parts) == 2 and abs(medians[0] - medians[1]) > _BLOOD_SLICE_TOLERANCE_HU:
+        return [max(parts, key=len)]  # no majority: trust the larger core
+    typical = float(np.median(medians))
+    return [p for p, m in zip(parts, medians, strict=True) if abs(m - typical) <= _BLOOD_SLICE_TOLERANCE_HU]
 
 
 def fit_calibration(
