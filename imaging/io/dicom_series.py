@@ -209,6 +209,7 @@ class ScanResult:
     unreadable: list[str]
     not_dicom: int
     total: int
+    non_image: list[str] = field(default_factory=list)
 
 
 def _floats(value: object, n: int) -> npt.NDArray[np.float64] | None:
@@ -223,6 +224,7 @@ def scan(sources: Sequence[Source], *, check_cancel: Callable[[], None] | None =
     """Read every header and group the image frames into candidate series."""
     candidates: dict[tuple[str, ...], Candidate] = {}
     unreadable: list[str] = []
+    non_image: list[str] = []
     not_dicom = 0
     for source in sources:
         if check_cancel is not None:
@@ -241,10 +243,18 @@ def scan(sources: Sequence[Source], *, check_cancel: Callable[[], None] | None =
         if sop_class == _DIRECTORY_SOP_CLASS or "DirectoryRecordSequence" in ds:
             continue
         if "Rows" not in ds or "Columns" not in ds:
+            if not sop_class or sop_class in CT_SOP_CLASSES or len(ds) == 0:
+                unreadable.append(f"{source.label}: truncated or incomplete DICOM header (no image size)")
+            else:
+                non_image.append(f"{source.label} ({pydicom.uid.UID(sop_class).name})")
             continue  # not an image (structured report, presentation state, ...)
         _add_instance(candidates, source, ds)
     return ScanResult(
-        candidates=list(candidates.values()), unreadable=unreadable, not_dicom=not_dicom, total=len(sources)
+        candidates=list(candidates.values()),
+        unreadable=unreadable,
+        not_dicom=not_dicom,
+        total=len(sources),
+        non_image=non_image,
     )
 
 
@@ -330,16 +340,18 @@ def choose(result: ScanResult, where: str) -> tuple[Candidate, str, list[str]]:
                 f"(first: {result.unreadable[0]})",
                 reason="CORRUPT_DICOM",
             )
+        found = f"{result.not_dicom} file(s) that are not DICOM"
+        if result.non_image:
+            found += f", {len(result.non_image)} DICOM object(s) without pixels, e.g. {result.non_image[0]}"
         raise ImageInputError(
-            f"{where} holds no DICOM image ({result.not_dicom} file(s) that are not DICOM); give a DICOM folder, "
-            "a DICOM file or a NIfTI file",
+            f"{where} holds no DICOM image ({found}); give a DICOM folder, a DICOM file or a NIfTI file",
             reason="NOT_DICOM",
         )
     ct = [c for c in result.candidates if c.is_ct]
     if not ct:
-        found = sorted({c.modality or "no modality" for c in result.candidates})
+        modalities = sorted({c.modality or "no modality" for c in result.candidates})
         raise ImageInputError(
-            f"{where} holds no CT series (found modality {', '.join(found)}); bone density needs a CT",
+            f"{where} holds no CT series (found modality {', '.join(modalities)}); bone density needs a CT",
             reason="WRONG_MODALITY",
         )
     usable = [c for c in ct if not c.is_localizer]

@@ -276,7 +276,11 @@ def decode_series(
         )
         counts[k] = (padded, out_of_field)
 
-    if options.n_workers > 1 and n > 1:
+    if _use_processes(cand, geometry, ts, options):
+        _decode_in_processes(
+            cand, geometry, options=options, cancel=cancel, where=where, out=out, layout=layout, counts=counts
+        )
+    elif options.n_workers > 1 and n > 1:
         with ThreadPoolExecutor(max_workers=options.n_workers) as pool:
             for future in [pool.submit(work, k) for k in range(n)]:
                 future.result()
@@ -293,6 +297,89 @@ def decode_series(
             f"reconstruction field) set to {AIR_HU:g} HU"
         )
     return out, layout.canonical_affine, warnings
+
+
+_GIL_BOUND_SYNTAXES = {
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+}
+"""Transfer syntaxes whose decoder (pylibjpeg-openjpeg) holds the GIL: about 28 ms of CPU per 512x512 slice,
+so large series are decoded in worker processes instead of threads."""
+_MIN_FRAMES_FOR_PROCESSES = 48
+
+
+def _use_processes(cand: Candidate, geometry: StackGeometry, ts: str, options: ReadOptions) -> bool:
+    return (
+        options.decode_processes
+        and ts in _GIL_BOUND_SYNTAXES
+        and options.n_workers > 1
+        and not cand.multiframe
+        and len(geometry.frames) >= _MIN_FRAMES_FOR_PROCESSES
+        and all(f.source.dataset is None for f in geometry.frames)
+    )
+
+
+def _decode_chunk(items: list[tuple[str | None, bytes | None]]) -> list[npt.NDArray[np.generic]]:
+    """Worker process: decode the stored pixel values of a few instances (paths or bytes)."""
+    import io as _io
+
+    import pydicom
+
+    out = []
+    for path, data in items:
+        ds = pydicom.dcmread(path if path is not None else _io.BytesIO(data or b""))
+        out.append(ds.pixel_array)
+    return out
+
+
+def _decode_in_processes(
+    cand: Candidate,
+    geometry: StackGeometry,
+    *,
+    options: ReadOptions,
+    cancel: threading.Event | None,
+    where: str,
+    out: npt.NDArray[np.float32],
+    layout: _Layout,
+    counts: npt.NDArray[np.int64],
+) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = len(geometry.frames)
+    items = [(str(f.source.path) if f.source.path is not None else None, f.source.data) for f in geometry.frames]
+    chunk = max(4, n // (options.n_workers * 4))
+    starts = list(range(0, n, chunk))
+    context = multiprocessing.get_context("spawn")  # safe in a multi-threaded server, unlike fork
+    with ProcessPoolExecutor(max_workers=options.n_workers, mp_context=context) as pool:
+        futures = [pool.submit(_decode_chunk, items[a : a + chunk]) for a in starts]
+        for a, future in zip(starts, futures, strict=True):
+            check_cancel(cancel)
+            try:
+                frames = future.result()
+            except Exception as exc:
+                raise ImageInputError(
+                    f"{where}: cannot decode the pixels of slices {a}..{a + chunk - 1}: {exc} (truncated or corrupt?)",
+                    reason="CORRUPT_DICOM",
+                ) from None
+            for offset, stored in enumerate(frames):
+                k = a + offset
+                if stored.shape != (cand.rows, cand.columns):
+                    raise ImageInputError(
+                        f"{where}: {geometry.frames[k].source.label} has a {stored.shape} frame in a "
+                        f"{cand.rows}x{cand.columns} series",
+                        reason="CORRUPT_DICOM",
+                    )
+                _, padded, out_of_field = to_hu(
+                    np.asarray(stored, dtype=stored.dtype),
+                    geometry.frames[k].rescale,
+                    out_of_field_hu=options.out_of_field_hu,
+                    out=_place(out, layout, k, n),
+                )
+                counts[k] = (padded, out_of_field)
 
 
 def resample_slices(
@@ -338,8 +425,7 @@ def resample_sheared(
     array: npt.NDArray[np.float32], affine: npt.NDArray[np.float64], options: ReadOptions
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
     """Resample an image with a sheared affine onto an axis-aligned RAS grid covering it (trilinear)."""
-    spacing = np.array([abs(affine[i, i]) for i in range(3)])
-    spacing = np.where(spacing > 1e-6, spacing, np.linalg.norm(affine[:3, :3], axis=0))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)  # keep the voxel sizes of the source
     corners = np.array(
         [
             [i, j, k, 1.0]

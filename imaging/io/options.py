@@ -27,7 +27,9 @@ class ReadOptions:
         warning; "refuse" raises GeometryError(reason="GANTRY_TILT").
     out_of_field_hu: stored values converting below this HU (no tissue is below air at -1000 HU; scanners
         write -2000 to -3024 outside the reconstruction circle) are set to -1024 HU and counted.
-    workers: threads decoding slices (pydicom's decoders release the GIL in their C code).
+    workers: threads (or processes) decoding slices; 0 means one per CPU core (at most 8).
+    decode_processes: decode large JPEG 2000 series in worker processes (spawned), because that decoder
+        holds the GIL; other syntaxes decode in threads (numpy and the RLE/JPEG-LS decoders release it).
     """
 
     max_voxels: int = DEFAULT_MAX_VOXELS
@@ -36,6 +38,7 @@ class ReadOptions:
     tilt: Literal["correct", "refuse"] = "correct"
     out_of_field_hu: float = -1500.0
     workers: int = 0
+    decode_processes: bool = True
 
     def __post_init__(self) -> None:
         if self.max_voxels < 27:

@@ -1,0 +1,82 @@
+"""Benchmark of `imaging.io.load_ct`: a 512x512x300 phantom DICOM series, uncompressed and JPEG 2000.
+
+Writes the series to a temporary folder, then times `load_ct` (median of a few runs) in a fresh process
+per transfer syntax and reports the reader's peak RSS (ru_maxrss of that process) and the volume's size.
+Usage: .venv/bin/python bench/imaging_io_bench.py [--runs N] [--slices N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_CHILD = """
+import json, statistics, sys, time
+from pathlib import Path
+from imaging.io import load_ct
+folder, runs = Path(sys.argv[1]), int(sys.argv[2])
+
+
+def peak_mb():
+    # VmHWM: this process's peak resident set (ru_maxrss would include the parent's peak across exec).
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+times = []
+for _ in range(runs):
+    t = time.perf_counter(); volume = load_ct(folder); times.append(time.perf_counter() - t)
+    shape = volume.shape
+    del volume
+print(json.dumps({"median_s": statistics.median(times), "min_s": min(times), "shape": shape,
+                  "peak_rss_mb": peak_mb()}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--slices", type=int, default=300)
+    args = parser.parse_args()
+
+    from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+
+    from imaging.phantom import make_phantom, write_dicom_series
+
+    t0 = time.perf_counter()
+    dz = 1.0
+    phantom = make_phantom(
+        seed=1, shape=(512, 512), spacing=(0.78, 0.78, dz), z_extent_mm=(-40.0, -40.0 + dz * (args.slices - 1))
+    )
+    print(f"phantom {phantom.volume.shape} in {time.perf_counter() - t0:.1f} s")
+    root = Path(os.environ.get("OSTEORISK_BENCH_TMP", tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        results = {}
+        for name, ts in (("uncompressed", ExplicitVRLittleEndian), ("jpeg2000", JPEG2000Lossless)):
+            folder = Path(tmp) / name
+            t0 = time.perf_counter()
+            write_dicom_series(phantom, folder, transfer_syntax=ts, shuffle_names=True)
+            size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+            print(f"wrote {name}: {size_mb:.0f} MB in {time.perf_counter() - t0:.1f} s")
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(folder), str(args.runs)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = results[name]
+            print(
+                f"load_ct {name}: median {r['median_s']:.2f} s (min {r['min_s']:.2f} s, {args.runs} runs), "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB, volume {tuple(r['shape'])}"
+            )
+        print(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
