@@ -1,7 +1,8 @@
 """Benchmark of `imaging.io.load_ct`: a 512x512x300 phantom DICOM series, uncompressed and JPEG 2000.
 
-Writes the series to a temporary folder, then times `load_ct` (median of a few runs) in a fresh process
-per transfer syntax and reports the reader's peak RSS (ru_maxrss of that process) and the volume's size.
+Also times `make_phantom` at its default size (256x256x~180). Writes the series to a temporary folder,
+then times `load_ct` (median of a few runs) in a fresh process per transfer syntax and reports that
+process's peak RSS (VmHWM) and the volume's shape.
 Usage: .venv/bin/python bench/imaging_io_bench.py [--runs N] [--slices N]
 """
 
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 _CHILD = """
-import json, statistics, sys, time
+import json, resource, statistics, sys, time
 from pathlib import Path
 from imaging.io import load_ct
 folder, runs = Path(sys.argv[1]), int(sys.argv[2])
@@ -27,12 +28,21 @@ def peak_mb():
     # VmHWM: this process's peak resident set (ru_maxrss would include the parent's peak across exec).
     status = Path("/proc/self/status").read_text()
     return int(status.split("VmHWM:")[1].split()[0]) / 1024
-times = []
+def cpu():
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+times, cpus = [], []
 for _ in range(runs):
-    t = time.perf_counter(); volume = load_ct(folder); times.append(time.perf_counter() - t)
+    t, c = time.perf_counter(), cpu()
+    volume = load_ct(folder)
+    times.append(time.perf_counter() - t)
+    cpus.append(cpu() - c)
     shape = volume.shape
     del volume
 print(json.dumps({"median_s": statistics.median(times), "min_s": min(times), "shape": shape,
+                  "median_cpu_s": statistics.median(cpus),
                   "peak_rss_mb": peak_mb()}))
 """
 
@@ -47,6 +57,16 @@ def main() -> None:
 
     from imaging.phantom import make_phantom, write_dicom_series
 
+    timings, cpu_times = [], []
+    for seed in range(3):
+        t0, c0 = time.perf_counter(), time.process_time()
+        default = make_phantom(seed=seed)
+        timings.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+    print(
+        f"make_phantom default {default.volume.shape}: median {sorted(timings)[1]:.2f} s wall, "
+        f"{sorted(cpu_times)[1]:.2f} s CPU (3 seeds)"
+    )
     t0 = time.perf_counter()
     dz = 1.0
     phantom = make_phantom(

@@ -111,8 +111,10 @@ def to_hu(
 
     `out` (same shape, float32, may be a strided view) receives the result without another allocation.
     """
-    hu = np.empty(stored.shape, dtype=np.float32) if out is None else out
-    np.multiply(stored, np.float32(rescale.slope), out=hu, casting="unsafe")
+    # Work on a contiguous frame, then copy once into `out` (which may be a flipped, transposed view).
+    hu = stored.astype(np.float32)
+    if rescale.slope != 1.0:
+        hu *= np.float32(rescale.slope)
     if rescale.intercept:
         hu += np.float32(rescale.intercept)
     padded = 0
@@ -125,10 +127,17 @@ def to_hu(
         padded = int(np.count_nonzero(mask))
         if padded:
             hu[mask] = AIR_HU
-    low = hu < np.float32(out_of_field_hu)
-    out_of_field = int(np.count_nonzero(low))
-    if out_of_field:
-        hu[low] = AIR_HU
+    out_of_field = 0
+    # The lowest HU of the frame comes from its lowest (or, for a negative slope, highest) stored value.
+    extreme = min(float(stored.min()) * rescale.slope, float(stored.max()) * rescale.slope) if stored.size else 0.0
+    if extreme + rescale.intercept < out_of_field_hu:
+        low = hu < np.float32(out_of_field_hu)
+        out_of_field = int(np.count_nonzero(low))
+        if out_of_field:
+            hu[low] = AIR_HU
+    if out is not None:
+        out[...] = hu
+        hu = out
     return hu, padded, out_of_field
 
 
