@@ -269,7 +269,12 @@ def _warning_strings(
     n, p = imputed.shape
     texts = np.full(n, "", dtype=object)
     if p and imputed.any():
-        patterns, inverse = np.unique(imputed, axis=0, return_inverse=True)
+        if p <= 62:  # one int64 code per missingness pattern: a 1-D unique is fast
+            codes = imputed.astype(np.int64) @ (np.int64(1) << np.arange(p, dtype=np.int64))
+            _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+            patterns = imputed[first]
+        else:
+            patterns, inverse = np.unique(imputed, axis=0, return_inverse=True)
         labels: list[str] = [
             "" if not row.any() else "imputed: " + ", ".join(names[int(j)] for j in np.flatnonzero(row))
             for row in patterns

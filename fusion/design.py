@@ -132,7 +132,8 @@ class Design:
 
     @property
     def is_identity(self) -> bool:
-        return self.labels == self.inputs
+        identity: bool = object.__getattribute__(self, "_identity")
+        return identity
 
     def __post_init__(self) -> None:
         known = set(self.inputs)
@@ -141,6 +142,7 @@ class Design:
                 if factor.column not in known:
                     raise ModelInputError(f"term {term.label!r} uses unknown input {factor.column!r}")
         object.__setattr__(self, "_plan", self._compile())
+        object.__setattr__(self, "_identity", self.labels == self.inputs)
 
     def _compile(self) -> list[list[tuple[int, float | None]]]:
         pos = {name: j for j, name in enumerate(self.inputs)}

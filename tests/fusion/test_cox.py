@@ -161,3 +161,22 @@ def test_malformed_json_is_an_artifact_error(fitted: CauseSpecificCox) -> None:
         CauseSpecificCox.from_json(data)
     with pytest.raises(ModelArtifactError, match="format"):
         CauseSpecificCox.from_json({"format": "other"})
+
+
+def test_delta_interval_agrees_with_the_replicate_interval(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """The fast delta-method interval and the interval from every replicate's incidence agree (to first order:
+    the delta interval is slightly wider for the highest 10-year risks of this small cohort)."""
+    from fusion.models.competing import logit
+
+    x, y = data
+    fast = CauseSpecificCox(bootstrap=30, random_state=3).fit(x, y)
+    est, lo, hi = fast.predict_interval(x[:300], [1, 5, 10])
+    fast.interval = "replicates"
+    est2, lo2, hi2 = fast.predict_interval(x[:300], [1, 5, 10])
+    fast.interval = "delta"
+    np.testing.assert_allclose(est, est2, rtol=1e-12)
+    ratio = (logit(hi) - logit(lo)) / (logit(hi2) - logit(lo2))
+    assert np.all((ratio > 0.9) & (ratio < 1.2)), (ratio.min(), ratio.max())
+    assert np.median(np.abs(ratio - 1)) < 0.03
+    one = np.array([fast.predict_interval(x[i : i + 1], [1, 5, 10])[2][0] for i in range(3)])
+    np.testing.assert_allclose(one, hi[:3], rtol=1e-10)  # the one-patient path is the same arithmetic
