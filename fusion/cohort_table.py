@@ -155,7 +155,8 @@ def _horizon_label(horizon_years: float) -> str:
 def _example(series: pd.Series, bad: np.ndarray) -> str:
     """`row 17: '-4.0'` for the first offending row (position in the table, 0-based)."""
     position = int(np.flatnonzero(bad)[0])
-    value = repr(series.iloc[position])
+    raw = series.iloc[position]
+    value = repr(raw.item() if isinstance(raw, np.generic) else raw)
     if len(value) > _MAX_EXAMPLE_CHARS:
         value = value[:_MAX_EXAMPLE_CHARS] + "..."
     return f"row {position}: {value}"

@@ -21,7 +21,8 @@ Generating model, in order (all vectorised, one `numpy.random.Generator` seeded 
    per-scan slope variation. The lowest DXA T-score has NHANES-matched means by age and sex and
    correlates with the latent z (r = 0.5 within age and sex).
 5. **Prior fractures** depend on age, sex and the latent z (logistic); prior hip / vertebral /
-   recent (last 2 years) fractures are subsets. Coded osteoporosis diagnosis and treatment follow
+   forearm / humerus / other and recent (last 2 years) fractures are subsets (sites drawn
+   independently; only hip and vertebral sites carry extra hazard). Coded osteoporosis diagnosis and treatment follow
    from DXA results and fractures.
 6. **Follow-up.** Three independent latent processes given the covariates: hip fracture, non-hip
    major osteoporotic fracture, death (fusion.synth.hazards: Gompertz in attained age, with
@@ -68,6 +69,8 @@ REFERENCE_BMI = 27.0
 DEFAULT_TRUTH_HORIZONS: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)
 MAX_ROWS = 50_000_000
 SEX_CATEGORIES = ("female", "male", "other", "unknown")
+TRUE_L1_HU_RANGE = (-40.0, 420.0)
+"""Bounds on the latent L1 attenuation (HU): fatty osteoporotic marrow rarely falls below about -40 HU."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,36 @@ class SynthCohort:
         return pd.concat([self.table, self.truth.drop(columns="patient_id")], axis=1)
 
 
+@dataclass(frozen=True)
+class _Streams:
+    """One independent random stream per block of the model (SeedSequence.spawn), so that a block can gain
+    a variable without changing any other block's draws; e.g. complete and incomplete cohorts of one
+    seed hold the same patients and outcomes. New blocks go at the END of `_STREAM_NAMES`."""
+
+    population: np.random.Generator
+    anthropometry: np.random.Generator
+    risk_factors: np.random.Generator
+    bone: np.random.Generator
+    prior_fractures: np.random.Generator
+    dxa: np.random.Generator
+    dxa_missing: np.random.Generator
+    care: np.random.Generator
+    ct: np.random.Generator
+    follow_up: np.random.Generator
+    missingness: np.random.Generator
+
+    @classmethod
+    def from_seed(cls, seed: int) -> _Streams:
+        children = np.random.SeedSequence(seed).spawn(len(_STREAM_NAMES))
+        return cls(**{name: np.random.default_rng(child) for name, child in zip(_STREAM_NAMES, children, strict=True)})
+
+
+_STREAM_NAMES = (
+    "population", "anthropometry", "risk_factors", "bone", "prior_fractures", "dxa", "dxa_missing", "care", "ct",
+    "follow_up", "missingness",
+)  # fmt: skip
+
+
 def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
@@ -99,6 +132,16 @@ def _bernoulli(rng: np.random.Generator, p: FloatArray | float, n: int) -> BoolA
 def _nullable(values: BoolArray, missing: BoolArray | None = None) -> pd.arrays.IntegerArray:
     mask = np.zeros(values.shape, dtype=bool) if missing is None else missing
     return pd.arrays.IntegerArray(values.astype(np.int8), mask)
+
+
+def _patient_ids(seed: int, n: int) -> npt.NDArray[np.object_]:
+    """`S{seed}-0000000`, `S{seed}-0000001`, ... built as bytes (fast for millions of rows)."""
+    width = max(7, len(str(max(n - 1, 0))))
+    prefix = np.frombuffer(f"S{seed}-".encode(), dtype=np.uint8)
+    digits = (np.arange(n, dtype=np.int64)[:, None] // 10 ** np.arange(width - 1, -1, -1)) % 10
+    raw = np.concatenate([np.broadcast_to(prefix, (n, prefix.size)), (digits + ord("0")).astype(np.uint8)], axis=1)
+    ids: npt.NDArray[np.object_] = np.ascontiguousarray(raw).view(f"S{raw.shape[1]}").ravel().astype(str).astype(object)
+    return ids
 
 
 def _masked(values: FloatArray, missing: BoolArray) -> FloatArray:
@@ -134,16 +177,16 @@ def synth_cohort(
     p = parameters if parameters is not None else default_parameters()
     validate_parameters(p)
     n = int(n)
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+    streams = _Streams.from_seed(int(seed))
 
     # 1. population
     pop = p.population
-    female = _bernoulli(rng, pop.female_fraction, n)
+    female = _bernoulli(streams.population, pop.female_fraction, n)
     male = ~female
     lo, hi = special.ndtr((np.array([pop.age_min, pop.age_max]) - pop.age_mean) / pop.age_sd)
-    age = pop.age_mean + pop.age_sd * special.ndtri(rng.uniform(lo, hi, n))
+    age = pop.age_mean + pop.age_sd * special.ndtri(streams.population.uniform(lo, hi, n))
     age = np.clip(age, pop.age_min, pop.age_max)
-    index_offset_years = rng.uniform(0.0, pop.index_years_span, n)
+    index_offset_years = streams.population.uniform(0.0, pop.index_years_span, n)
     first_index = np.datetime64(f"{pop.index_year_first:04d}-01-01")
     index_days = np.floor(index_offset_years * 365.25).astype("int64")
     index_date = first_index + index_days.astype("timedelta64[D]")
@@ -153,11 +196,11 @@ def synth_cohort(
     an = p.anthropometry
     height = np.where(female, an.height_female_cm, an.height_male_cm)
     height = height - an.height_loss_cm_per_year_after_50 * np.maximum(age - 50.0, 0.0)
-    height = height + an.height_sd_cm * rng.standard_normal(n)
+    height = height + an.height_sd_cm * streams.anthropometry.standard_normal(n)
     bmi_mean = np.where(female, an.bmi_mean_female, an.bmi_mean_male)
     bmi_sd = np.where(female, an.bmi_sd_female, an.bmi_sd_male)
     sigma2 = np.log1p((bmi_sd / bmi_mean) ** 2)
-    bmi = np.exp(np.log(bmi_mean) - sigma2 / 2 + np.sqrt(sigma2) * rng.standard_normal(n))
+    bmi = np.exp(np.log(bmi_mean) - sigma2 / 2 + np.sqrt(sigma2) * streams.anthropometry.standard_normal(n))
     bmi = np.clip(bmi - an.bmi_decline_per_year_after_70 * np.maximum(age - 70.0, 0.0), 15.0, 65.0)
     height = np.clip(height, 130.0, 210.0)
     weight = bmi * (height / 100.0) ** 2
@@ -167,14 +210,14 @@ def synth_cohort(
     smoker_p = special.expit(
         _logit(rf.smoker_at_60) + rf.smoker_log_odds_per_year * (age - 60) + np.log(rf.smoker_odds_ratio_male) * male
     )
-    smoker = _bernoulli(rng, smoker_p, n)
-    alcohol = _bernoulli(rng, np.where(female, rf.alcohol_female, rf.alcohol_male), n)
-    glucocorticoids = _bernoulli(rng, rf.glucocorticoids, n)
+    smoker = _bernoulli(streams.risk_factors, smoker_p, n)
+    alcohol = _bernoulli(streams.risk_factors, np.where(female, rf.alcohol_female, rf.alcohol_male), n)
+    glucocorticoids = _bernoulli(streams.risk_factors, rf.glucocorticoids, n)
     ra_p = np.where(female, rf.rheumatoid_arthritis_female, rf.rheumatoid_arthritis_male)
-    rheumatoid = _bernoulli(rng, ra_p, n)
-    secondary = _bernoulli(rng, rf.secondary_osteoporosis, n)
+    rheumatoid = _bernoulli(streams.risk_factors, ra_p, n)
+    secondary = _bernoulli(streams.risk_factors, rf.secondary_osteoporosis, n)
     falls = _bernoulli(
-        rng,
+        streams.risk_factors,
         special.expit(
             _logit(rf.falls_at_70)
             + rf.falls_log_odds_per_year * (age - 70)
@@ -182,7 +225,7 @@ def synth_cohort(
         ),
         n,
     )
-    parental = _bernoulli(rng, rf.parental_hip_fracture, n)
+    parental = _bernoulli(streams.risk_factors, rf.parental_hip_fracture, n)
 
     # 4. bone: latent z (centred on the population, variance about 1 within age and sex)
     bo = p.bone
@@ -203,7 +246,7 @@ def synth_cohort(
         + bo.bone_sd_smoker**2 * smoker_p * (1 - smoker_p)
         + bo.bone_sd_alcohol**2 * alcohol_p * (1 - alcohol_p)
     )
-    bone_z = explained + np.sqrt(np.clip(1.0 - explained_var, 0.25, 1.0)) * rng.standard_normal(n)
+    bone_z = explained + np.sqrt(np.clip(1.0 - explained_var, 0.25, 1.0)) * streams.bone.standard_normal(n)
     mu_hu = np.where(
         female,
         bo.l1_hu_young_adult
@@ -211,11 +254,12 @@ def synth_cohort(
         + bo.l1_hu_slope_female_after_50 * np.maximum(age - 50.0, 0.0),
         bo.l1_hu_young_adult_male + bo.l1_hu_slope_male * (age - 30.0),
     )
-    true_l1_hu = mu_hu + bo.l1_hu_sd * bone_z
+    # physiological range of trabecular attenuation; only the far normal tail (|z| > ~4) is affected
+    true_l1_hu = np.clip(mu_hu + bo.l1_hu_sd * bone_z, TRUE_L1_HU_RANGE[0], TRUE_L1_HU_RANGE[1])
 
     # 5. prior fractures, DXA, diagnosis, treatment
     prior = _bernoulli(
-        rng,
+        streams.prior_fractures,
         special.expit(
             _logit(rf.prior_fracture_at_65_female)
             + rf.prior_fracture_log_odds_per_year * (age - 65)
@@ -225,9 +269,12 @@ def synth_cohort(
         n,
     )
     hip_share = np.clip(rf.prior_hip_given_prior_at_65 + rf.prior_hip_given_prior_per_year * (age - 65), 0.02, 0.5)
-    prior_hip = prior & _bernoulli(rng, hip_share, n)
-    prior_vertebral = prior & _bernoulli(rng, rf.prior_vertebral_given_prior, n)
-    recent = prior & _bernoulli(rng, rf.recent_given_prior, n)
+    prior_hip = prior & _bernoulli(streams.prior_fractures, hip_share, n)
+    prior_vertebral = prior & _bernoulli(streams.prior_fractures, rf.prior_vertebral_given_prior, n)
+    recent = prior & _bernoulli(streams.prior_fractures, rf.recent_given_prior, n)
+    prior_forearm = prior & _bernoulli(streams.prior_fractures, rf.prior_forearm_given_prior, n)
+    prior_humerus = prior & _bernoulli(streams.prior_fractures, rf.prior_humerus_given_prior, n)
+    prior_other = prior & _bernoulli(streams.prior_fractures, rf.prior_other_given_prior, n)
 
     rho = bo.dxa_ct_correlation_within_age_sex
     t_mean = np.where(
@@ -235,7 +282,7 @@ def synth_cohort(
         bo.dxa_t_mean_female_50 + bo.dxa_t_slope_female * (age - 50.0),
         bo.dxa_t_mean_male_50 + bo.dxa_t_slope_male * (age - 50.0),
     )
-    dxa_t = t_mean + bo.dxa_t_sd * (rho * bone_z + np.sqrt(1 - rho**2) * rng.standard_normal(n))
+    dxa_t = t_mean + bo.dxa_t_sd * (rho * bone_z + np.sqrt(1 - rho**2) * streams.dxa.standard_normal(n))
     dxa_t = np.clip(dxa_t, -7.5, 5.5)
 
     mi = p.missingness
@@ -249,7 +296,9 @@ def synth_cohort(
         + np.log(mi.dxa_odds_ratio_prior_fracture) * prior
         + np.log(mi.dxa_odds_ratio_glucocorticoids) * glucocorticoids
     )
-    dxa_done = _bernoulli(rng, special.expit(dxa_logit), n) if missing_values else np.ones(n, dtype=bool)
+    dxa_done = (
+        _bernoulli(streams.dxa_missing, special.expit(dxa_logit), n) if missing_values else np.ones(n, dtype=bool)
+    )
     dxa_osteoporosis = dxa_t <= OSTEOPOROSIS_T_SCORE
 
     dt = p.diagnosis_and_treatment
@@ -262,27 +311,27 @@ def synth_cohort(
         ),
         np.where(prior, dt.diagnosis_without_dxa_given_fracture, dt.diagnosis_background),
     )
-    diagnosis = _bernoulli(rng, diagnosis_p, n)
+    diagnosis = _bernoulli(streams.care, diagnosis_p, n)
     treatment_p = np.where(
         diagnosis,
         dt.treatment_given_diagnosis,
         np.where(prior, dt.treatment_given_fracture_without_diagnosis, dt.treatment_background),
     )
-    treatment = _bernoulli(rng, treatment_p, n)
+    treatment = _bernoulli(streams.care, treatment_p, n)
 
     # CT measurements
     measurement = bo.ct_measurement_sd_hu
-    hu = {"hu_l1": true_l1_hu + measurement * rng.standard_normal(n)}
+    hu = {"hu_l1": true_l1_hu + measurement * streams.ct.standard_normal(n)}
     offsets = {"hu_l2": bo.level_offset_l2_hu, "hu_l3": bo.level_offset_l3_hu, "hu_l4": bo.level_offset_l4_hu}
     for name, offset in offsets.items():
         spread = np.hypot(bo.level_deviation_sd_hu, measurement)
-        hu[name] = true_l1_hu + offset + spread * rng.standard_normal(n)
-    vbmd_slope = bo.vbmd_per_hu + bo.vbmd_slope_sd * rng.standard_normal(n)
-    vbmd_noise = bo.vbmd_noise_sd * rng.standard_normal(n)
+        hu[name] = true_l1_hu + offset + spread * streams.ct.standard_normal(n)
+    vbmd_slope = bo.vbmd_per_hu + bo.vbmd_slope_sd * streams.ct.standard_normal(n)
+    vbmd_noise = bo.vbmd_noise_sd * streams.ct.standard_normal(n)
 
     # 6. follow-up: three latent processes
     fr = p.fracture
-    frailty = np.exp(fr.frailty_sd * rng.standard_normal(n))
+    frailty = np.exp(fr.frailty_sd * streams.follow_up.standard_normal(n))
     sd_lower = -(true_l1_hu - REFERENCE_L1_HU) / bo.l1_hu_sd
     shared = np.log(fr.hr_prior_fracture) * prior + np.log(fr.hr_osteoporosis_treatment) * treatment + np.log(frailty)
     boost = np.where(recent, fr.hr_recent_fracture_first_2y, 1.0)
@@ -333,10 +382,10 @@ def synth_cohort(
     nonhip_process = GompertzProcess(np.exp(log_nonhip), fr.nonhip_mof_log_hazard_per_year, boost, window)
     hip_process = GompertzProcess(np.exp(log_hip), fr.hip_log_hazard_per_year, boost, window)
     death_process = GompertzProcess(np.exp(log_death), mo.gompertz_slope_per_year, np.ones(n), 0.0)
-    t_nonhip = nonhip_process.sample(rng.standard_exponential(n))
-    t_hip = hip_process.sample(rng.standard_exponential(n))
-    t_death = death_process.sample(rng.standard_exponential(n))
-    loss = rng.standard_exponential(n) / p.censoring.loss_to_follow_up_per_year
+    t_nonhip = nonhip_process.sample(streams.follow_up.standard_exponential(n))
+    t_hip = hip_process.sample(streams.follow_up.standard_exponential(n))
+    t_death = death_process.sample(streams.follow_up.standard_exponential(n))
+    loss = streams.follow_up.standard_exponential(n) / p.censoring.loss_to_follow_up_per_year
     censor = np.minimum(administrative, loss)
     t_mof = np.minimum(t_nonhip, t_hip)
     time_years = np.minimum.reduce([t_mof, t_death, censor])
@@ -346,16 +395,16 @@ def synth_cohort(
 
     # 7. missing values (mechanism in the module docstring)
     if missing_values:
-        ct_missing = _bernoulli(rng, mi.ct_missing, n)
-        l1_missing = ct_missing | _bernoulli(rng, mi.l1_missing, n)
-        l3_l4_missing = ct_missing | _bernoulli(rng, mi.l3_l4_missing, n)
-        l4_missing = l3_l4_missing | _bernoulli(rng, mi.l4_missing, n)
-        weight_missing = _bernoulli(rng, mi.weight_missing, n)
-        height_missing = _bernoulli(rng, mi.height_missing, n)
-        parental_missing = _bernoulli(rng, mi.parental_hip_fracture_missing, n)
-        falls_missing = _bernoulli(rng, mi.falls_missing, n)
-        smoker_missing = _bernoulli(rng, mi.smoker_missing, n)
-        alcohol_missing = _bernoulli(rng, mi.alcohol_missing, n)
+        ct_missing = _bernoulli(streams.missingness, mi.ct_missing, n)
+        l1_missing = ct_missing | _bernoulli(streams.missingness, mi.l1_missing, n)
+        l3_l4_missing = ct_missing | _bernoulli(streams.missingness, mi.l3_l4_missing, n)
+        l4_missing = l3_l4_missing | _bernoulli(streams.missingness, mi.l4_missing, n)
+        weight_missing = _bernoulli(streams.missingness, mi.weight_missing, n)
+        height_missing = _bernoulli(streams.missingness, mi.height_missing, n)
+        parental_missing = _bernoulli(streams.missingness, mi.parental_hip_fracture_missing, n)
+        falls_missing = _bernoulli(streams.missingness, mi.falls_missing, n)
+        smoker_missing = _bernoulli(streams.missingness, mi.smoker_missing, n)
+        alcohol_missing = _bernoulli(streams.missingness, mi.alcohol_missing, n)
     else:
         ct_missing = l1_missing = l3_l4_missing = l4_missing = np.zeros(n, dtype=bool)
         weight_missing = height_missing = parental_missing = falls_missing = np.zeros(n, dtype=bool)
@@ -372,7 +421,7 @@ def synth_cohort(
 
     table = pd.DataFrame(
         {
-            "patient_id": np.char.add(f"S{int(seed)}-", np.char.zfill(np.arange(n).astype(str), 7)).astype(object),
+            "patient_id": _patient_ids(int(seed), n),
             "index_date": index_date.astype("datetime64[ns]"),
             "age_years": np.round(age, 2),
             "sex": pd.Categorical(np.where(male, "male", "female"), categories=SEX_CATEGORIES),
@@ -382,6 +431,9 @@ def synth_cohort(
             "prior_fragility_fracture": _nullable(prior),
             "prior_hip_fracture": _nullable(prior_hip),
             "prior_vertebral_fracture": _nullable(prior_vertebral),
+            "prior_forearm_fracture": _nullable(prior_forearm),
+            "prior_humerus_fracture": _nullable(prior_humerus),
+            "prior_other_fracture": _nullable(prior_other),
             "recent_fracture_2y": _nullable(recent),
             "falls_last_12m": _nullable(falls, falls_missing),
             "parental_hip_fracture": _nullable(parental, parental_missing),

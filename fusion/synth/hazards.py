@@ -20,12 +20,12 @@ incidence of cause k with competing processes is (Kalbfleisch & Prentice 2002, c
     F_k(tau) = int_0^tau h_k(u) exp(-sum_j H_j(u)) du,
 
 evaluated by Gauss-Legendre quadrature on the pieces between 0, the window and the horizons: the
-integrand is smooth on each piece, so 24 nodes give about 1e-12 absolute error.
+integrand is smooth on each piece, so 12 nodes give about 1e-12 absolute error (checked against
+48 nodes in the tests).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 
-_QUADRATURE_NODES = 24
+_QUADRATURE_NODES = 12
 _CHUNK_ROWS = 65_536
 
 
@@ -95,6 +95,21 @@ def _column(values: FloatArray, t: FloatArray) -> FloatArray:
     return values[:, None] if t.ndim == 2 else values
 
 
+def _grid_terms(process: GompertzProcess, u: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Patient-free factors on a grid u.
+
+    h_i(u) = scale_i (boost_i a(u) + b(u)) and H_i(u) = scale_i (boost_i A(u) + B(u)).
+    """
+    growth = np.exp(process.slope * u)
+    inside = u < process.window
+    a = np.where(inside, growth, 0.0)
+    b = np.where(inside, 0.0, growth)
+    g_window = float(process._g(np.asarray(process.window, dtype=np.float64)))
+    big_a = process._g(np.minimum(u, process.window))
+    big_b = process._g(np.maximum(u, process.window)) - g_window
+    return a, b, big_a, big_b
+
+
 def cumulative_incidence(
     causes: Sequence[GompertzProcess],
     competing: Sequence[GompertzProcess],
@@ -104,6 +119,8 @@ def cumulative_incidence(
 
     `causes` are the processes whose first occurrence counts as the event (e.g. hip and non-hip
     fracture for MOF); `competing` are the others (death). Exact up to quadrature error (~1e-12).
+    The quadrature nodes are the same for every patient, so hazards and cumulative hazards are outer
+    products of per-patient factors and per-node factors: one exponential per patient and node.
     """
     if not causes:
         raise ValueError("at least one cause process is needed")
@@ -114,20 +131,38 @@ def cumulative_incidence(
     windows = {p.window for p in (*causes, *competing) if p.window > 0}
     cuts = np.unique(np.concatenate([[0.0], horizon_array, [w for w in windows if w < horizon_array.max()]]))
     nodes, weights = np.polynomial.legendre.leggauss(_QUADRATURE_NODES)
+    lows, highs = cuts[:-1], cuts[1:]
+    halves = 0.5 * (highs - lows)
+    u = (lows[:, None] + halves[:, None] * (nodes[None, :] + 1.0)).ravel()  # all nodes of all pieces
+    node_weights = (halves[:, None] * weights[None, :]).ravel()
+    every = [*causes, *competing]
+    terms = [_grid_terms(p, u) for p in every]
     out = np.empty((n, horizon_array.size), dtype=np.float64)
+    pieces = lows.size
     for start in range(0, n, _CHUNK_ROWS):
         stop = min(n, start + _CHUNK_ROWS)
-        chunk_causes = [p.rows(start, stop) for p in causes]
-        chunk_all = chunk_causes + [p.rows(start, stop) for p in competing]
-        running = np.zeros(stop - start, dtype=np.float64)
-        at_cut = {0.0: running.copy()}
-        for lo, hi in itertools.pairwise(cuts):
-            half = 0.5 * (hi - lo)
-            u = np.broadcast_to(lo + half * (nodes + 1.0), (stop - start, nodes.size))
-            total_h = sum((p.cumulative(u) for p in chunk_all), start=np.zeros_like(u))
-            cause_h = sum((p.hazard(u) for p in chunk_causes), start=np.zeros_like(u))
-            running = running + half * (cause_h * np.exp(-total_h)) @ weights
-            at_cut[float(hi)] = running.copy()
+        rows = stop - start
+        total_h = np.zeros((rows, u.size))
+        cause_h = np.zeros((rows, u.size))
+        work = np.empty((rows, u.size))
+        for k, (process, (a, b, big_a, big_b)) in enumerate(zip(every, terms, strict=True)):
+            scale = process.scale[start:stop, None]
+            scaled_boost = scale * process.boost[start:stop, None]
+            np.multiply(scaled_boost, big_a, out=work)
+            work += scale * big_b
+            total_h += work
+            if k < len(causes):
+                np.multiply(scaled_boost, a, out=work)
+                work += scale * b
+                cause_h += work
+        np.negative(total_h, out=total_h)
+        np.exp(total_h, out=total_h)
+        cause_h *= total_h
+        cause_h *= node_weights
+        integrand = cause_h
+        per_piece = integrand.reshape(stop - start, pieces, nodes.size).sum(axis=2)
+        running = np.cumsum(per_piece, axis=1)
         for j, horizon in enumerate(horizon_array):
-            out[start:stop, j] = at_cut[float(horizon)]
+            index = int(np.searchsorted(highs, horizon))
+            out[start:stop, j] = running[:, index]
     return out

@@ -58,6 +58,9 @@ class RiskFactorPrevalence:
     prior_hip_given_prior_at_65: float
     prior_hip_given_prior_per_year: float
     prior_vertebral_given_prior: float
+    prior_forearm_given_prior: float
+    prior_humerus_given_prior: float
+    prior_other_given_prior: float
     recent_given_prior: float
     falls_at_70: float
     falls_log_odds_per_year: float

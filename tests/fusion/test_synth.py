@@ -35,7 +35,7 @@ def test_same_seed_same_cohort_other_seed_differs() -> None:
 def test_columns_validate_and_ranges(cohort_5k: pd.DataFrame) -> None:
     check_synth_cohort(synth_cohort(300, seed=5))
     df = cohort_5k
-    assert len(feature_columns(df)) == 26
+    assert len(feature_columns(df)) == 29
     assert df["age_years"].between(40, 90).all()
     assert set(df["sex"].astype(str)) == {"female", "male"}
     assert 0.5 < (df["sex"] == "female").mean() < 0.6
@@ -117,3 +117,28 @@ def test_cumulative_hazard_inverts_sampling() -> None:
     draws = np.array([0.5, 0.01, 2.0])
     times = process.sample(draws)
     np.testing.assert_allclose(process.cumulative(times), draws, rtol=1e-10)
+
+
+def test_quadrature_is_converged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fusion.synth.hazards as hazards
+
+    coarse = synth_cohort(2_000, seed=8).truth.filter(like="true_risk_").to_numpy()
+    monkeypatch.setattr(hazards, "_QUADRATURE_NODES", 48)
+    fine = synth_cohort(2_000, seed=8).truth.filter(like="true_risk_").to_numpy()
+    assert np.abs(coarse - fine).max() < 1e-12
+
+
+def test_patient_ids_are_unique_and_readable() -> None:
+    from fusion.synth.generate import _patient_ids
+
+    assert list(_patient_ids(5, 3)) == ["S5-0000000", "S5-0000001", "S5-0000002"]
+    assert _patient_ids(12, 12_000)[-1] == "S12-0011999"
+
+
+def test_complete_and_incomplete_cohorts_share_patients_and_outcomes() -> None:
+    full = synth_cohort(800, seed=5, missing_values=False).table
+    gappy = synth_cohort(800, seed=5).table
+    for column in ("age_years", "time_years", "event", "hip_event", "prior_fragility_fracture"):
+        pd.testing.assert_series_equal(full[column], gappy[column])
+    observed = gappy["l1_hu"].notna()
+    np.testing.assert_allclose(full.loc[observed, "l1_hu"], gappy.loc[observed, "l1_hu"])
