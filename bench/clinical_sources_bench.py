@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rest-patients", type=int, default=50)
+    parser.add_argument("--modes", default="stream,records,single", help="bulk runs to do (comma-separated)")
     parser.add_argument("--child", choices=["stream", "records"], help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,7 +169,8 @@ def main() -> None:
             f"generated {export.patients} patients, {export.resources} resources, {size_mb:.0f} MB NDJSON "
             f"in {time.perf_counter() - t0:.1f} s"
         )
-        for mode in ("stream", "records"):
+        modes = args.modes.split(",")
+        for mode in [m for m in ("stream", "records") if m in modes]:
             r = _child(mode, export.directory, args.workers)
             print(
                 f"bulk {mode:8s} workers={args.workers}: {r['patients']} patients in {r['seconds']:.1f} s = "
@@ -176,11 +178,12 @@ def main() -> None:
                 f"{r['peak_rss_parent_mb']:.0f} MB, largest worker {r['peak_rss_worker_mb']:.0f} MB; "
                 f"errors {r['errors']}"
             )
-        s = single_patient(export.directory)
-        print(
-            f"NdjsonSource single patient: index build {s['index_build_s']:.1f} s (all types, one pass), "
-            f"read median {s['read_median_ms']:.2f} ms, build_record median {s['record_median_ms']:.2f} ms"
-        )
+        s = single_patient(export.directory) if "single" in modes else None
+        if s:
+            print(
+                f"NdjsonSource single patient: index build {s['index_build_s']:.1f} s (all types, one pass), "
+                f"read median {s['read_median_ms']:.2f} ms, build_record median {s['record_median_ms']:.2f} ms"
+            )
     if args.rest_patients:
         for mode, r in rest_bench(args.rest_patients).items():
             print(

@@ -75,7 +75,7 @@ CHUNK_BYTES: Final = 32 * 1024 * 1024
 #: Rough gzip ratio of FHIR NDJSON, to size partitions from compressed files.
 GZIP_RATIO: Final = 8
 MAX_PARTITIONS: Final = 4096
-_FLUSH_BYTES: Final = 1024 * 1024
+_FLUSH_BYTES: Final = 256 * 1024  # per partition buffer: memory = partitions x this, at most
 #: Shared (non-patient) resources a medication may reference, kept in memory for the cohort.
 MAX_SHARED_MEDICATIONS: Final = 200_000
 
