@@ -92,8 +92,9 @@ def main() -> None:
             results[name] = json.loads(out.stdout.strip().splitlines()[-1])
             r = results[name]
             print(
-                f"load_ct {name}: median {r['median_s']:.2f} s (min {r['min_s']:.2f} s, {args.runs} runs), "
-                f"peak RSS {r['peak_rss_mb']:.0f} MB, volume {tuple(r['shape'])}"
+                f"load_ct {name}: median {r['median_s']:.2f} s wall (min {r['min_s']:.2f} s, {args.runs} runs), "
+                f"{r['median_cpu_s']:.2f} s CPU incl. workers, peak RSS {r['peak_rss_mb']:.0f} MB, "
+                f"volume {tuple(r['shape'])}"
             )
         print(json.dumps({"cpus": os.cpu_count(), "results": results}, indent=1))
 

@@ -153,6 +153,8 @@ def make_phantom(
     body_b = float(rng.uniform(95.0, 118.0))
     fat_sc = float(rng.uniform(12.0, 30.0))
     size = float(rng.uniform(0.94, 1.06))
+    # The patient is rarely centred in the field of view: shift the grid, not the anatomy.
+    off_x, off_y = float(rng.uniform(-15.0, 15.0)), float(rng.uniform(-10.0, 10.0))
     trab = _draw_trabecular(rng, names, trabecular_hu)
     layout = _layout(
         rng,
@@ -176,7 +178,7 @@ def make_phantom(
     else:
         z_lo, z_hi = sorted(z_extent_mm)
     nz = max(round((z_hi - z_lo) / spacing[2]) + 1, 1)
-    origin = (-(shape[0] - 1) * spacing[0] / 2, -(shape[1] - 1) * spacing[1] / 2 - 8.0, z_lo)
+    origin = (-(shape[0] - 1) * spacing[0] / 2 + off_x, -(shape[1] - 1) * spacing[1] / 2 - 8.0 + off_y, z_lo)
     canvas = Canvas((shape[0], shape[1], nz), spacing, origin, AIR_HU)
 
     torso = _Torso(a=body_a, b=body_b, fat=fat_sc, layout=layout, canvas=canvas)

@@ -272,3 +272,43 @@ def test_jpeg2000_decoded_in_worker_processes(tmp_path: Path) -> None:
     assert p.volume.shape[2] >= 48
     write_dicom_series(p, tmp_path, transfer_syntax=JPEG2000Lossless)
     assert_same(load_ct(tmp_path, options=ReadOptions(workers=2, decode_processes=True)), p.volume)
+
+
+def test_pixel_padding_range_limit(phantom: Phantom, tmp_path: Path) -> None:
+    written = write_dicom_series(phantom, tmp_path)
+    for path in written.paths:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array.copy()
+        pixels[:4, :4] = -2000 - np.arange(16).reshape(4, 4)  # a padded corner, values -2000..-2015
+        ds.PixelData = pixels.tobytes()
+        ds.add_new(0x00280120, "SS", -2000)  # Pixel Padding Value
+        ds.add_new(0x00280121, "SS", -2015)  # Pixel Padding Range Limit
+        ds.save_as(path)
+    volume = load_ct(tmp_path)
+    warning = next(w for w in volume.acquisition.warnings if w.startswith("PIXEL_PADDING"))
+    assert f"{16 * len(written.paths)} padding voxels" in warning
+    assert float(volume.array.min()) == -1024.0
+
+
+@pytest.mark.parametrize(
+    ("kernel", "manufacturer", "expected"),
+    [
+        ("Br38f", "SIEMENS", "soft_tissue"),
+        ("I31f", "Siemens Healthineers", "soft_tissue"),
+        ("B45f", "SIEMENS", "intermediate"),
+        ("B70f", "SIEMENS", "sharp"),
+        ("Bl57", "SIEMENS", "sharp"),
+        ("STANDARD", "GE MEDICAL SYSTEMS", "soft_tissue"),
+        ("BONEPLUS", "GE MEDICAL SYSTEMS", "sharp"),
+        ("B", "Philips", "soft_tissue"),
+        ("L", "Philips", "sharp"),
+        ("FC18", "TOSHIBA", "soft_tissue"),
+        ("FC52", "Canon Medical Systems", "sharp"),
+        ("XYZ1", "ACME", "unknown"),
+        (None, "SIEMENS", "unknown"),
+    ],
+)
+def test_kernel_classes(kernel: str | None, manufacturer: str, expected: str) -> None:
+    from imaging.io.kernels import classify_kernel
+
+    assert classify_kernel(kernel, manufacturer) == expected
