@@ -43,6 +43,7 @@ TISSUES: tuple[Tissue, ...] = ("air", "subcutaneous_fat", "visceral_fat", "muscl
 METHOD = "phantomless internal-reference linear calibration (air, fat, muscle, blood) v1"
 
 _MAX_SLICES = 6
+_WORK_PIXEL_MM = 1.2
 # the abdominal aorta divides at about L4 (common iliac arteries below): no blood reference there
 _BELOW_AORTIC_BIFURCATION = frozenset({"L4", "L5", "L6", "S1"})
 _BLOOD_SLICE_TOLERANCE_HU = 25.0
@@ -215,11 +216,20 @@ def _pick_slices(spine: Sequence[SpineSlice]) -> list[SpineSlice]:
 def sample_reference_tissues(volume: Volume, spine: Sequence[SpineSlice]) -> dict[Tissue, TissueSample]:
     """Measure every reference tissue that can be found on the axial slices through the vertebral bodies."""
     table = calibration_table()
-    sx, sy, _ = volume.spacing
+    # fine in-plane grids are read every f-th voxel (about 1.2-2.4 mm): tissues are large, the HU the same
+    f = max(1, int(np.ceil(_WORK_PIXEL_MM / min(volume.spacing[:2]))))
+    sx, sy = volume.spacing[0] * f, volume.spacing[1] * f
     pooled: dict[Tissue, list[npt.NDArray[np.int64]]] = {tissue: [] for tissue in TISSUES}
-    for s in _pick_slices(spine):
-        k = s.slice_index
-        img = np.asarray(volume.array[:, :, k], dtype=np.float32)
+    for full in _pick_slices(spine):
+        k = full.slice_index
+        s = SpineSlice(
+            slice_index=k,
+            center_x=full.center_x / f,
+            anterior_y=full.anterior_y / f,
+            posterior_y=full.posterior_y / f,
+            level=full.level,
+        )
+        img = np.asarray(volume.array[::f, ::f, k], dtype=np.float32)
         outline = _body_outline(img, (sx, sy))
         if not outline.any():
             continue
@@ -239,7 +249,7 @@ def sample_reference_tissues(volume: Volume, spine: Sequence[SpineSlice]) -> dic
         if s.level not in _BELOW_AORTIC_BIFURCATION:
             masks["blood"] = _aorta(img, s, (sx, sy), table.references["blood"].window_hu)
         for tissue, mask in masks.items():
-            ij = np.argwhere(mask)
+            ij = np.argwhere(mask) * f
             if ij.size:
                 pooled[tissue].append(np.column_stack([ij, np.full(len(ij), k)]))
     pooled["blood"] = _consistent_slices(volume, pooled["blood"])

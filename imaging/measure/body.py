@@ -167,12 +167,13 @@ def extract_body(
 
 
 def body_coordinates(
-    body: VertebralBody, axes: BodyAxes, mask: npt.NDArray[np.bool_] | None = None
+    body: VertebralBody, axes: BodyAxes, mask: npt.NDArray[np.bool_] | None = None, *, stride: int = 1
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """(Voxel indices (n, 3) of `mask` (default the body), their (n, 3) coordinates in mm along the body's
-    (right, anterior, superior) axes, relative to the body centroid)."""
+    (right, anterior, superior) axes, relative to the body centroid). `stride` keeps every n-th voxel
+    (enough for percentiles, several times faster)."""
     where = body.body if mask is None else mask
-    idx = np.argwhere(where)
+    idx = np.argwhere(where)[::stride]
     rel = idx * np.asarray(body.spacing) - body.centroid_mm
     basis = np.stack([axes.right, axes.anterior, axes.superior], axis=1)
     return idx, rel @ basis

@@ -73,7 +73,7 @@ class BodyExtent:
 
 def body_extent(body: VertebralBody, axes: BodyAxes) -> BodyExtent:
     """Width (right), depth (anterior) and height (superior) of the body in mm."""
-    _, coords = body_coordinates(body, axes)
+    _, coords = body_coordinates(body, axes, stride=3)
     lo, hi = np.percentile(coords, [1.0, 99.0], axis=0)
     voxel = np.asarray(body.spacing)
     # the percentile span between voxel centres misses about one voxel of extent
@@ -83,12 +83,15 @@ def body_extent(body: VertebralBody, axes: BodyAxes) -> BodyExtent:
 
 def trabecular_roi(body: VertebralBody, axes: BodyAxes, params: RoiParams) -> npt.NDArray[np.bool_]:
     """Boolean mask (in the body's box) of the trabecular ROI; may be empty for a tiny or thin body."""
-    padded = np.pad(body.body, 1)
+    # distance to the body's surface, computed on the body's own bounding box (not the vertebra's box)
+    tight = ndimage.find_objects(body.body.astype(np.int8))[0]
+    padded = np.pad(body.body[tight], 1)
     depth = ndimage.distance_transform_edt(padded, sampling=body.spacing)[1:-1, 1:-1, 1:-1]
-    core = body.body & (depth > params.erosion_mm)
+    core = np.zeros_like(body.body)
+    core[tight] = body.body[tight] & (depth > params.erosion_mm)
     if not core.any():
         return core
-    _, body_xyz = body_coordinates(body, axes)
+    _, body_xyz = body_coordinates(body, axes, stride=3)
     lo, hi = np.percentile(body_xyz, [1.0, 99.0], axis=0)
     mid = (lo + hi) / 2.0
     idx, xyz = body_coordinates(body, axes, core)

@@ -88,8 +88,11 @@ def _edges_touched(body: VertebralBody, shape: tuple[int, int, int]) -> tuple[st
 
 def _metal_voxels(hu: npt.NDArray[np.floating], body: VertebralBody, params: MeasureParams) -> int:
     """Voxels above `metal_hu` in the body or within `metal_margin_mm` of it."""
+    metal = hu > params.metal_hu
+    if not metal.any():  # the common case: no distance map needed
+        return 0
     near = ndimage.distance_transform_edt(~body.vertebra, sampling=body.spacing) <= params.metal_margin_mm
-    return int(np.count_nonzero((hu > params.metal_hu) & near))
+    return int(np.count_nonzero(metal & near))
 
 
 def _spine_axes(
