@@ -76,6 +76,21 @@ def _header(features: BoneFeatures) -> str:
     return f"{line1}\n{line2}"
 
 
+def _show(ax: Axes, plane: npt.NDArray[np.generic], spacing: tuple[float, float], window: tuple[float, float]) -> None:
+    """A 2-D plane (first axis horizontal) in millimetres, lower-left origin, grey window."""
+    n0, n1 = plane.shape
+    s0, s1 = spacing
+    ax.imshow(
+        plane.T,
+        cmap="gray",
+        vmin=window[0],
+        vmax=window[1],
+        origin="lower",
+        extent=(-0.5 * s0, (n0 - 0.5) * s0, -0.5 * s1, (n1 - 0.5) * s1),
+        interpolation="bilinear",
+    )
+
+
 def _sagittal(
     ax: Axes, volume: Volume, results: Sequence[LevelResult], measurements: Mapping[str, VertebraMeasurement]
 ) -> None:
@@ -84,16 +99,8 @@ def _sagittal(
     x_mid = round(float(np.median([r.body.centroid_index()[0] for r in bodies if r.body is not None])))
     x0, x1 = max(0, x_mid - 1), min(volume.shape[0], x_mid + 2)
     plane = volume.array[x0:x1].mean(axis=0)
-    ny, nz = plane.shape
-    ax.imshow(
-        plane.T,
-        cmap="gray",
-        vmin=WINDOW_HU[0],
-        vmax=WINDOW_HU[1],
-        origin="lower",
-        extent=(-0.5 * sy, (ny - 0.5) * sy, -0.5 * sz, (nz - 0.5) * sz),
-        interpolation="bilinear",
-    )
+    ny = plane.shape[0]
+    _show(ax, plane, (sy, sz), WINDOW_HU)
     y_lo, y_hi = ny * sy, 0.0
     for r in bodies:
         body = r.body
@@ -146,16 +153,7 @@ def _axial(ax: Axes, volume: Volume, r: LevelResult, m: VertebraMeasurement) -> 
     centre = body.centroid_index()
     k = round(float(centre[2]))
     img = volume.array[:, :, k]
-    nx, ny = img.shape
-    ax.imshow(
-        img.T,
-        cmap="gray",
-        vmin=WINDOW_HU[0],
-        vmax=WINDOW_HU[1],
-        origin="lower",
-        extent=(-0.5 * sx, (nx - 0.5) * sx, -0.5 * sy, (ny - 0.5) * sy),
-        interpolation="bilinear",
-    )
+    _show(ax, img, (sx, sy), WINDOW_HU)
     kl = k - int(body.offset[2])
     ox, oy = int(body.offset[0]), int(body.offset[1])
     bx, by = body.body.shape[0], body.body.shape[1]
@@ -200,15 +198,7 @@ def _references(ax: Axes, volume: Volume, samples: Mapping[Tissue, TissueSample]
         return
     k = int(np.bincount(slices).argmax())
     img = volume.array[:, :, k]
-    nx, ny = img.shape
-    ax.imshow(
-        img.T,
-        cmap="gray",
-        vmin=-250,
-        vmax=250,
-        origin="lower",
-        extent=(-0.5 * sx, (nx - 0.5) * sx, -0.5 * sy, (ny - 0.5) * sy),
-    )
+    _show(ax, img, (sx, sy), (-250.0, 250.0))
     residuals = {
         ref.tissue: ref.residual_mg_cm3 for ref in (features.calibration.references if features.calibration else [])
     }
