@@ -56,6 +56,7 @@ from clinical.errors import ClinicalError, FhirInputError, PatientNotFoundError
 from clinical.sources.base import CLINICAL_RESOURCE_TYPES, FhirResource, SourceBase, reference_target
 from clinical.sources.ndjson import (
     DEFAULT_MAX_LINE_BYTES,
+    UTF8_BOM,
     MalformedLines,
     OnMalformed,
     discover_files,
@@ -219,7 +220,8 @@ def _partition_units(
                         continue
                     report.resources += 1
                     partition = partition_of(key, partitions)
-                    data = line if line.endswith(b"\n") else line + b"\n"
+                    data = line[len(UTF8_BOM) :] if line.startswith(UTF8_BOM) else line
+                    data = data if data.endswith(b"\n") else data + b"\n"
                     buffers.setdefault(partition, []).append(data)
                     sizes[partition] = sizes.get(partition, 0) + len(data)
                     if sizes[partition] >= _FLUSH_BYTES:

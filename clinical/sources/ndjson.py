@@ -56,6 +56,7 @@ NDJSON_SUFFIXES: Final = (".ndjson", ".ndjson.gz")
 DEFAULT_MAX_LINE_BYTES: Final = 32 * 1024 * 1024
 _TYPE_PART: Final = re.compile(r"^[A-Z][A-Za-z]{2,63}$")
 _INDEX_CACHE_SIZE: Final = 64
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 
 def resource_type_from_name(path: Path) -> str | None:
@@ -112,6 +113,8 @@ def parse_line(
     if len(line) > max_line_bytes:
         malformed.bad(line_number, f"line longer than max_line_bytes={max_line_bytes}")
         return None
+    if line.startswith(UTF8_BOM):  # written by some Windows tools; JSON itself has no BOM
+        line = line[len(UTF8_BOM) :]
     if not line.strip():
         return None
     try:
@@ -410,7 +413,7 @@ class NdjsonSource(SourceBase):
 
     def _load(self, index: _FileIndex, offset: int, length: int) -> FhirResource:
         data = os.pread(self._fd(index.data_path), length, offset)
-        resource: FhirResource = orjson.loads(data)
+        resource: FhirResource = orjson.loads(data[3:] if data.startswith(UTF8_BOM) else data)
         return resource
 
     def _fd(self, path: Path) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from clinical.bulk import iter_patient_resources
 from clinical.bulk_generator import generate_bulk_export, read_truth
 from clinical.errors import FhirInputError, PatientNotFoundError
 from clinical.sources.base import CLINICAL_RESOURCE_TYPES, open_source
@@ -161,6 +162,17 @@ def test_a_file_without_a_type_in_its_name_is_typed_by_its_first_line(tmp_path: 
     _write(tmp_path, "part-a.ndjson", ["", _observation("o1", "a"), _observation("o2", "a")])
     with NdjsonSource(tmp_path) as source:
         assert [r["id"] for r in source.resources("a", ["Observation"])] == ["o1", "o2"]
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_are_accepted(tmp_path: Path) -> None:
+    lines = [json.dumps(_patient("a")), json.dumps(_observation("o1", "a"))]
+    (tmp_path / "Patient.ndjson").write_bytes(b"\xef\xbb\xbf" + lines[0].encode() + b"\r\n")
+    (tmp_path / "Observation.ndjson").write_bytes(b"\xef\xbb\xbf" + lines[1].encode() + b"\r\n")
+    with NdjsonSource(tmp_path) as source:
+        assert list(source.patient_ids()) == ["a"]
+        assert [r["id"] for r in source.resources("a", ["Observation"])] == ["o1"]
+    ((patient_id, resources),) = list(iter_patient_resources(tmp_path, workers=1))
+    assert (patient_id, [r["id"] for r in resources]) == ("a", ["a", "o1"])
 
 
 def test_a_directory_without_ndjson_is_refused(tmp_path: Path) -> None:
