@@ -144,7 +144,7 @@ def stack_geometry(cand: Candidate, options: ReadOptions, where: str) -> StackGe
             spread = float(np.abs(steps - typical).max())
             warnings.append(
                 f"UNEVEN_SLICES: slice spacing varies by up to {spread:.3f} mm around {typical:.3f} mm; "
-                "resampled linearly in z onto a regular grid"
+                "resampled linearly along the slice normal onto a regular grid"
             )
 
     col_spacing = float(cand.pixel_spacing[1])
@@ -211,6 +211,36 @@ def _place(out: npt.NDArray[np.float32], layout: _Layout, k: int, n_slices: int)
     return view
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The canonical array being filled, and the per-frame padding / out-of-field counts."""
+
+    cand: Candidate
+    geometry: StackGeometry
+    options: ReadOptions
+    where: str
+    out: npt.NDArray[np.float32]
+    layout: _Layout
+    counts: npt.NDArray[np.int64]
+
+    def store(self, k: int, stored: npt.NDArray[np.generic]) -> None:
+        """Convert the stored values of sorted frame k to HU, straight into its place in the array."""
+        frame = self.geometry.frames[k]
+        if stored.shape != (self.cand.rows, self.cand.columns):
+            raise ImageInputError(
+                f"{self.where}: {frame.source.label} has a {stored.shape} frame in a "
+                f"{self.cand.rows}x{self.cand.columns} series",
+                reason="CORRUPT_DICOM",
+            )
+        _, padded, out_of_field = to_hu(
+            np.asarray(stored, dtype=stored.dtype),
+            frame.rescale,
+            out_of_field_hu=self.options.out_of_field_hu,
+            out=_place(self.out, self.layout, k, len(self.geometry.frames)),
+        )
+        self.counts[k] = (padded, out_of_field)
+
+
 def decode_series(
     cand: Candidate,
     geometry: StackGeometry,
@@ -263,23 +293,11 @@ def decode_series(
                 f"{where}: cannot decode the pixels of {frame.source.label}: {exc} (truncated or corrupt file?)",
                 reason="CORRUPT_DICOM",
             ) from None
-        if stored.shape != (cand.rows, cand.columns):
-            raise ImageInputError(
-                f"{where}: {frame.source.label} has a {stored.shape} frame in a {cand.rows}x{cand.columns} series",
-                reason="CORRUPT_DICOM",
-            )
-        _, padded, out_of_field = to_hu(
-            np.asarray(stored, dtype=stored.dtype),
-            frame.rescale,
-            out_of_field_hu=options.out_of_field_hu,
-            out=_place(out, layout, k, n),
-        )
-        counts[k] = (padded, out_of_field)
+        target.store(k, stored)
 
+    target = _Target(cand=cand, geometry=geometry, options=options, where=where, out=out, layout=layout, counts=counts)
     if _use_processes(cand, geometry, ts, options):
-        _decode_in_processes(
-            cand, geometry, options=options, cancel=cancel, where=where, out=out, layout=layout, counts=counts
-        )
+        _decode_in_processes(geometry, options=options, cancel=cancel, where=where, target=target)
     elif options.n_workers > 1 and n > 1:
         with ThreadPoolExecutor(max_workers=options.n_workers) as pool:
             for future in [pool.submit(work, k) for k in range(n)]:
@@ -336,15 +354,12 @@ def _decode_chunk(items: list[tuple[str | None, bytes | None]]) -> list[npt.NDAr
 
 
 def _decode_in_processes(
-    cand: Candidate,
     geometry: StackGeometry,
     *,
     options: ReadOptions,
     cancel: threading.Event | None,
     where: str,
-    out: npt.NDArray[np.float32],
-    layout: _Layout,
-    counts: npt.NDArray[np.int64],
+    target: _Target,
 ) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -366,20 +381,7 @@ def _decode_in_processes(
                     reason="CORRUPT_DICOM",
                 ) from None
             for offset, stored in enumerate(frames):
-                k = a + offset
-                if stored.shape != (cand.rows, cand.columns):
-                    raise ImageInputError(
-                        f"{where}: {geometry.frames[k].source.label} has a {stored.shape} frame in a "
-                        f"{cand.rows}x{cand.columns} series",
-                        reason="CORRUPT_DICOM",
-                    )
-                _, padded, out_of_field = to_hu(
-                    np.asarray(stored, dtype=stored.dtype),
-                    geometry.frames[k].rescale,
-                    out_of_field_hu=options.out_of_field_hu,
-                    out=_place(out, layout, k, n),
-                )
-                counts[k] = (padded, out_of_field)
+                target.store(a + offset, stored)
 
 
 def resample_slices(

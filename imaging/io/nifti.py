@@ -110,20 +110,20 @@ def _affine(image: nib.Nifti1Image | nib.Nifti2Image, where: str, warnings: list
     return affine
 
 
-def _data(image: nib.Nifti1Image | nib.Nifti2Image, where: str) -> npt.NDArray[np.float32]:
+def _voxels(image: nib.Nifti1Image | nib.Nifti2Image, where: str, *, scaled: bool) -> npt.NDArray[np.generic]:
+    """The voxels of the first (only) volume: float32 HU with the header's scaling, or the raw stored values."""
     try:
-        data = (
-            np.asarray(image.dataobj.get_scaled(dtype=np.float32))
-            if hasattr(image.dataobj, "get_scaled")
-            else np.asarray(image.get_fdata(dtype=np.float32))
-        )
+        if not scaled:
+            data = np.asanyarray(image.dataobj)
+        elif hasattr(image.dataobj, "get_scaled"):
+            data = np.asarray(image.dataobj.get_scaled(dtype=np.float32))
+        else:
+            data = np.asarray(image.get_fdata(dtype=np.float32))
     except (EOFError, OSError, ValueError, zlib.error) as exc:
         raise ImageInputError(
             f"{where}: the NIfTI voxel data is truncated or corrupt: {exc}", reason="CORRUPT_NIFTI"
         ) from None
-    if data.ndim == 4:
-        data = data[..., 0]
-    return data.astype(np.float32, copy=False)
+    return data[..., 0] if data.ndim == 4 else data
 
 
 def _sheared(affine: npt.NDArray[np.float64]) -> bool:
@@ -152,7 +152,7 @@ def volume_from_nifti(
     warnings: list[str] = []
     affine = _affine(image, where, warnings)
     check_cancel(cancel)
-    data = _data(image, where)
+    data = np.asarray(_voxels(image, where, scaled=True), dtype=np.float32)
     finite = np.isfinite(data)
     if not finite.all():
         bad = data.size - int(np.count_nonzero(finite))
@@ -223,12 +223,5 @@ def raw_canonical(
     """The stored (unscaled where integer) array and affine in canonical orientation, for label maps."""
     warnings: list[str] = []
     affine = _affine(image, where, warnings)
-    try:
-        raw = np.asanyarray(image.dataobj)
-    except (EOFError, OSError, ValueError, zlib.error) as exc:
-        raise ImageInputError(
-            f"{where}: the NIfTI voxel data is truncated or corrupt: {exc}", reason="CORRUPT_NIFTI"
-        ) from None
-    if raw.ndim == 4:
-        raw = raw[..., 0]
+    raw = _voxels(image, where, scaled=False)
     return _canonical(raw, affine)

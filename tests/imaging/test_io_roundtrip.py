@@ -119,16 +119,20 @@ def test_pixel_padding_and_out_of_field_become_air(phantom: Phantom, tmp_path: P
     assert np.abs(oof.array[centre] - phantom.volume.array[centre]).max() <= 0.51
 
 
-def test_missing_slice_is_interpolated_with_a_warning(phantom: Phantom, tmp_path: Path) -> None:
-    write_dicom_series(phantom, tmp_path, drop_slices=[20])
+@pytest.mark.parametrize("orientation", ["LPS", "LPI", "PIL"])
+def test_missing_slice_is_interpolated_with_a_warning(phantom: Phantom, tmp_path: Path, orientation: str) -> None:
+    write_dicom_series(phantom, tmp_path, orientation=orientation, drop_slices=[20])
     volume = load_ct(tmp_path)
     assert volume.shape == phantom.volume.shape
+    assert np.allclose(volume.affine, phantom.volume.affine)
     assert any(w.startswith("MISSING_SLICES") for w in volume.acquisition.warnings)
     ref = phantom.volume.array
-    others = [k for k in range(ref.shape[2]) if k != 20]
-    assert np.abs(volume.array[:, :, others] - ref[:, :, others]).max() <= 0.51
-    expected = (ref[:, :, 19] + ref[:, :, 21]) / 2
-    assert np.abs(volume.array[:, :, 20] - expected).max() <= 0.51
+    axis = {"S": 2, "I": 2, "L": 0}[orientation[2]]
+    missing = 20 if orientation[2] == "S" else ref.shape[axis] - 1 - 20  # canonical index of stored slice 20
+    others = [k for k in range(ref.shape[axis]) if k != missing]
+    assert np.abs(np.take(volume.array, others, axis=axis) - np.take(ref, others, axis=axis)).max() <= 0.51
+    expected = (np.take(ref, missing - 1, axis=axis) + np.take(ref, missing + 1, axis=axis)) / 2
+    assert np.abs(np.take(volume.array, missing, axis=axis) - expected).max() <= 0.51
 
 
 def test_big_gap_is_refused(phantom: Phantom, tmp_path: Path) -> None:
