@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from imaging.errors import ImageInputError
 from imaging.io.dicom_pixels import Rescale, frame_rescale
@@ -53,11 +54,34 @@ class Source:
     def read(self, *, stop_before_pixels: bool) -> Dataset:
         if self.dataset is not None:
             return self.dataset
+        try:
+            return pydicom.dcmread(self._stream(), stop_before_pixels=stop_before_pixels)
+        except InvalidDicomError:
+            # Older files have no preamble and no file meta (ACR-NEMA style): accept them when they carry
+            # image attributes, with the transfer syntax pydicom detected.
+            legacy = self._read_without_meta(stop_before_pixels)
+            if legacy is None:
+                raise
+            return legacy
+
+    def _stream(self) -> str | io.BytesIO:
         if self.path is not None:
-            return pydicom.dcmread(self.path, stop_before_pixels=stop_before_pixels)
+            return str(self.path)
         if self.data is None:
             raise ImageInputError(f"{self.label}: nothing to read", reason="EMPTY_INPUT")
-        return pydicom.dcmread(io.BytesIO(self.data), stop_before_pixels=stop_before_pixels)
+        return io.BytesIO(self.data)
+
+    def _read_without_meta(self, stop_before_pixels: bool) -> Dataset | None:
+        try:
+            ds = pydicom.dcmread(self._stream(), stop_before_pixels=stop_before_pixels, force=True)
+        except Exception:
+            return None
+        if not ("Rows" in ds and ("Modality" in ds or "SOPClassUID" in ds)):
+            return None
+        if "TransferSyntaxUID" not in ds.file_meta:
+            implicit = ds.original_encoding[0] if ds.original_encoding else True
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        return ds
 
 
 @dataclass(frozen=True)

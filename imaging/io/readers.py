@@ -6,7 +6,6 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -48,7 +47,7 @@ def load_ct(path: Path, *, cancel: threading.Event | None = None, options: ReadO
     if is_nifti_path(path):
         return load_nifti(path, options=opts, cancel=cancel)
     try:
-        pydicom.dcmread(path, stop_before_pixels=True)
+        Source(label=path.name, path=path).read(stop_before_pixels=True)
     except InvalidDicomError:
         raise ImageInputError(
             f"{path.name} is neither DICOM nor NIfTI (.nii/.nii.gz); give a DICOM folder or file, or a NIfTI file",

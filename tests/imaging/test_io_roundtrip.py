@@ -316,3 +316,15 @@ def test_kernel_classes(kernel: str | None, manufacturer: str, expected: str) ->
     from imaging.io.kernels import classify_kernel
 
     assert classify_kernel(kernel, manufacturer) == expected
+
+
+def test_files_without_preamble_or_file_meta(phantom: Phantom, tmp_path: Path) -> None:
+    written = write_dicom_series(phantom, tmp_path, transfer_syntax=ImplicitVRLittleEndian)
+    for path in written.paths:
+        ds = pydicom.dcmread(path)
+        ds.preamble = None
+        del ds.file_meta
+        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
+        with pytest.raises(pydicom.errors.InvalidDicomError):
+            pydicom.dcmread(path)
+    assert_same(load_ct(tmp_path), phantom.volume)
