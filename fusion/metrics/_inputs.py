@@ -78,3 +78,14 @@ def dense_rank(values: FloatArray) -> IntArray:
     _, inverse = np.unique(values, return_inverse=True)
     ranks: IntArray = inverse.astype(np.int64)
     return ranks
+
+
+def quantile_groups(values: FloatArray, groups: int) -> list[npt.NDArray[np.bool_]]:
+    """Masks of `groups` equal-count groups of `values` in ascending order (ties split by position); empty
+    groups (fewer values than groups) are left out."""
+    if groups < 1:
+        raise CohortError("the number of groups must be at least 1", reason="BAD_METRIC_INPUT")
+    ranks = np.argsort(np.argsort(values, kind="stable"), kind="stable")
+    labels = (ranks * groups) // max(values.size, 1)
+    masks = [labels == g for g in range(groups)]
+    return [m for m in masks if m.any()]

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from fusion.errors import CohortError
-from fusion.metrics._inputs import ArrayLike, as_binary, as_float, as_probabilities
+from fusion.metrics._inputs import ArrayLike, as_binary, as_float, as_probabilities, quantile_groups
 from fusion.metrics._regression import expit, fit_logistic, logit, rcs_basis, rcs_knots
 
 Direction = Literal["above", "at_or_below"]
@@ -153,15 +153,8 @@ def reliability_curve(label: ArrayLike, probability: ArrayLike, *, bins: int = 1
     bin, n, predicted, observed, observed_lo, observed_hi (a reliability diagram's data)."""
     y = as_binary("label", label)
     p = as_probabilities("probability", probability, n=y.size)
-    if bins < 1:
-        raise CohortError("bins must be at least 1", reason="BAD_METRIC_INPUT")
-    ranks = np.argsort(np.argsort(p, kind="stable"), kind="stable")
-    labels = (ranks * bins) // max(p.size, 1)
     rows = []
-    for b in range(bins):
-        members = labels == b
-        if not members.any():
-            continue
+    for b, members in enumerate(quantile_groups(p, bins)):
         k, m = int(y[members].sum()), int(members.sum())
         lo, hi = _wilson(k, m)
         rows.append(

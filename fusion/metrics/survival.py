@@ -36,6 +36,7 @@ from fusion.metrics._inputs import (
     as_horizon,
     as_probabilities,
     as_times,
+    quantile_groups,
 )
 from fusion.metrics._regression import expit, fit_logistic, logit, rcs_basis, rcs_knots
 from fusion.metrics.nonparametric import StepFunction, aalen_johansen, censoring_survival
@@ -354,15 +355,8 @@ def calibration_table(
     observed_hi. The table behind a grouped calibration plot."""
     t, e, p = _prepare(time, event, probability, "probability", probabilities=True)
     tau = as_horizon(horizon)
-    if groups < 1:
-        raise CohortError("groups must be at least 1", reason="BAD_METRIC_INPUT")
-    ranks = np.argsort(np.argsort(p, kind="stable"), kind="stable")
-    labels = (ranks * groups) // max(p.size, 1)
     rows = []
-    for g in range(groups):
-        members = labels == g
-        if not members.any():
-            continue
+    for g, members in enumerate(quantile_groups(p, groups)):
         aj = aalen_johansen(t[members], e[members], cause=cause)
         lo, hi = aj.confidence_interval(tau)
         rows.append(

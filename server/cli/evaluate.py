@@ -30,16 +30,7 @@ from fusion.evaluate import (
     oracle_predictions,
     render_text,
 )
-
-
-def _horizon(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of years: {text!r}") from None
-    if not 0 < value <= 50:
-        raise argparse.ArgumentTypeError(f"horizons are years in (0, 50], got {value}")
-    return value
+from server.cli.synth import horizon_years
 
 
 def _mapping(text: str) -> tuple[str, str]:
@@ -63,7 +54,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--report", type=Path, metavar="DIR", help="write metrics.json, PNG plots and README.md")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     parser.add_argument(
-        "--horizons", type=_horizon, nargs="+", default=list(DEFAULT_EVALUATION_HORIZONS), metavar="YEARS",
+        "--horizons", type=horizon_years, nargs="+", default=list(DEFAULT_EVALUATION_HORIZONS), metavar="YEARS",
         help="horizons in years (default: 1 2 5 10)",
     )  # fmt: skip
     parser.add_argument(

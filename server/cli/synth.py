@@ -42,7 +42,8 @@ def _seed(text: str) -> int:
     return value
 
 
-def _horizon(text: str) -> float:
+def horizon_years(text: str) -> float:
+    """argparse type: a horizon in years, (0, 50]."""
     try:
         value = float(text)
     except ValueError:
@@ -68,7 +69,7 @@ def register(subparsers: Any) -> None:
     cohort.add_argument("--out", type=Path, required=True, help="output file: .parquet, .csv or .tsv")
     cohort.add_argument("--truth", action="store_true", help="add latent values and true_risk_* columns")
     cohort.add_argument(
-        "--horizons", type=_horizon, nargs="+", default=list(DEFAULT_TRUTH_HORIZONS), metavar="YEARS",
+        "--horizons", type=horizon_years, nargs="+", default=list(DEFAULT_TRUTH_HORIZONS), metavar="YEARS",
         help="horizons of the true risks (default: 1 2 5 10)",
     )  # fmt: skip
     cohort.add_argument(

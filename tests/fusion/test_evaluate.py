@@ -98,7 +98,7 @@ def test_bad_predictions_are_refused(cohort: pd.DataFrame) -> None:
         evaluate(oracle_predictions(cohort), cohort.drop(columns=["hip_event"]))
 
 
-def test_evaluate_cli_oracle_writes_report(tmp_path: Path) -> None:
+def test_evaluate_cli_oracle_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_cohort(synth_cohort(3_000, seed=14).with_truth(), tmp_path / "cohort.parquet")
     report_dir = tmp_path / "report"
     proc = subprocess.run(
@@ -110,8 +110,7 @@ def test_evaluate_cli_oracle_writes_report(tmp_path: Path) -> None:
     assert "oracle    mof    10" in proc.stdout and "l1_hu <= 160" in proc.stdout
     assert (report_dir / "calibration_oracle_hip_5y.png").stat().st_size > 1000
     assert json.loads((report_dir / "metrics.json").read_text())["model"]["id"] == "oracle"
-    missing = subprocess.run(
-        [sys.executable, "-m", "server.cli.main", "evaluate", "--oracle", "--cohort", str(tmp_path / "none.csv")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert missing.returncode == 1 and "cohort file not found" in missing.stderr
+    from server.cli.main import main
+
+    assert main(["evaluate", "--oracle", "--cohort", str(tmp_path / "none.csv")]) == 1
+    assert "cohort file not found" in capsys.readouterr().err
