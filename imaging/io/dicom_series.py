@@ -302,7 +302,7 @@ def _add_instance(candidates: dict[tuple[str, ...], Candidate], source: Source, 
             iop = _floats(_functional(ds, k, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
             ipp = _floats(_functional(ds, k, "PlanePositionSequence", "ImagePositionPatient"), 3)
             spacing = _floats(_functional(ds, k, "PixelMeasuresSequence", "PixelSpacing"), 2)
-            key = (series, str(ds.get("SOPInstanceUID", source.label)), _orientation_key(iop), f"{rows}x{columns}")
+            key = _slot(candidates, (series, str(ds.get("SOPInstanceUID", source.label)), f"{rows}x{columns}"), iop)
             cand = candidates.get(key)
             if cand is None:
                 cand = candidates[key] = _new_candidate(key, ds, iop, spacing, rows, columns, multiframe=True)
@@ -313,7 +313,7 @@ def _add_instance(candidates: dict[tuple[str, ...], Candidate], source: Source, 
     iop = _floats(ds.get("ImageOrientationPatient"), 6)
     ipp = _floats(ds.get("ImagePositionPatient"), 3)
     spacing = _floats(ds.get("PixelSpacing"), 2)
-    key = (series, "", _orientation_key(iop), f"{rows}x{columns}")
+    key = _slot(candidates, (series, "", f"{rows}x{columns}"), iop)
     cand = candidates.get(key)
     if cand is None:
         cand = candidates[key] = _new_candidate(key, ds, iop, spacing, rows, columns, multiframe=False)
@@ -322,8 +322,20 @@ def _add_instance(candidates: dict[tuple[str, ...], Candidate], source: Source, 
     )
 
 
-def _orientation_key(iop: npt.NDArray[np.float64] | None) -> str:
-    return "none" if iop is None else ",".join(f"{v:.3f}" for v in iop)
+def _slot(
+    candidates: dict[tuple[str, ...], Candidate], base: tuple[str, str, str], iop: npt.NDArray[np.float64] | None
+) -> tuple[str, ...]:
+    """The candidate key for an image: same series, instance and matrix, and an orientation within 1e-3."""
+    others = 0
+    for key, cand in candidates.items():
+        if key[:3] != base:
+            continue
+        if iop is None and not np.all(np.isfinite(cand.orientation)):
+            return key
+        if iop is not None and np.allclose(cand.orientation, iop, atol=1e-3):
+            return key
+        others += 1
+    return (*base, str(others))
 
 
 def _new_candidate(

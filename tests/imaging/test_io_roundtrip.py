@@ -328,3 +328,27 @@ def test_files_without_preamble_or_file_meta(phantom: Phantom, tmp_path: Path) -
         with pytest.raises(pydicom.errors.InvalidDicomError):
             pydicom.dcmread(path)
     assert_same(load_ct(tmp_path), phantom.volume)
+
+
+def test_orientation_jitter_and_a_localizer_inside_the_series(phantom: Phantom, tmp_path: Path) -> None:
+    written = write_dicom_series(phantom, tmp_path / "axial")
+    rng = np.random.default_rng(1)
+    for path in written.paths:
+        ds = pydicom.dcmread(path)
+        iop = np.array([float(v) for v in ds.ImageOrientationPatient]) + rng.uniform(-2e-4, 2e-4, 6)
+        ds.ImageOrientationPatient = [f"{v:.6f}" for v in iop]
+        ds.save_as(path)
+    # A lateral scout stored under the same Series Instance UID, with another orientation.
+    scout = write_dicom_series(
+        phantom,
+        tmp_path / "scout",
+        orientation="PIL",
+        series_uid=written.series_uid,
+        image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
+        drop_slices=range(1, 80),
+    )
+    assert len(scout.paths) == 1
+    volume = load_ct(tmp_path)
+    assert volume.shape == phantom.volume.shape
+    assert np.abs(volume.array - phantom.volume.array).max() <= 0.51
+    assert "(localizer)" in (volume.acquisition.selection_reason or "")
