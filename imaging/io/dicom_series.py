@@ -385,7 +385,14 @@ def choose(result: ScanResult, where: str) -> tuple[Candidate, str, list[str]]:
         )
     ct = [c for c in result.candidates if c.is_ct]
     if not ct:
-        modalities = sorted({c.modality or "no modality" for c in result.candidates})
+        modalities = sorted(
+            {
+                c.modality or "no modality"
+                if c.modality != "CT"
+                else f"CT stored as {pydicom.uid.UID(c.sop_class).name} (a secondary capture, not a CT image)"
+                for c in result.candidates
+            }
+        )
         raise ImageInputError(
             f"{where} holds no CT series (found modality {', '.join(modalities)}); bone density needs a CT",
             reason="WRONG_MODALITY",

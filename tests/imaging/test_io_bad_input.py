@@ -183,3 +183,13 @@ def test_label_map_refusals(phantom: Phantom, tmp_path: Path) -> None:
     with pytest.raises(GeometryError):
         label_map_from_bytes(moved.read_bytes(), reference=reference)
     assert label_map_from_bytes(good.read_bytes(), reference=reference).array.dtype == np.uint8
+
+
+def test_secondary_capture_of_a_ct_is_not_a_ct(phantom: Phantom, tmp_path: Path) -> None:
+    written = write_dicom_series(phantom, tmp_path)
+    for path in written.paths:
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        ds.save_as(path)
+    err = refused("WRONG_MODALITY", load_ct, tmp_path)
+    assert "Secondary Capture" in str(err)
