@@ -795,8 +795,15 @@ class _Torso:
         self.spine_w = np.interp(z, zs[order], ws[order]).astype(np.float32)[None, None, :]
         self.spine_d = np.interp(z, zs[order], ds[order]).astype(np.float32)[None, None, :]
 
-    def _z(self, name: str) -> float | None:
-        return next((lv.center[2] for lv in self.layout if lv.name == name), None)
+    def _z(self, name: str) -> float:
+        """World z of a level's centre; for a level the phantom lacks, extrapolated from the nearest one it
+        has (about 28 mm per vertebra and disc), so organs sit at their levels in cropped phantoms too."""
+        present = next((lv.center[2] for lv in self.layout if lv.name == name), None)
+        if present is not None:
+            return present
+        rank = LEVELS.index(name)
+        nearest = min(self.layout, key=lambda lv: abs(LEVELS.index(lv.name) - rank))
+        return nearest.center[2] + (LEVELS.index(nearest.name) - rank) * 28.0
 
     def paint_table(self) -> None:
         c = self.canvas
@@ -836,8 +843,8 @@ class _Torso:
 
     def paint_organs(self, rng: np.random.Generator, t: TissueTruth) -> None:
         c = self.canvas
-        z_t11 = self._z("T11") or self._z("T12") or self._z("L1") or 150.0
-        z_l2 = self._z("L2") or 80.0
+        z_t11 = self._z("T11")
+        z_l2 = self._z("L2")
         a, b = self.a, self.b
 
         def paint_in_cavity(
@@ -860,33 +867,32 @@ class _Torso:
             ex, ey = float(rng.uniform(-0.6, 0.6) * a), float(rng.uniform(0.15, 0.7) * b)
             ez = float(rng.uniform(z_lo, max(z_lo, min(z_hi, z_l2 + 40.0))))
             hu = float(rng.uniform(*tissue_hu_range("bowel")))
+            if ez > z_l2 + 40.0:  # bowel lies below the upper abdomen, not in the chest
+                continue
             paint_in_cavity((ex, ey, ez), (r, r * 0.8, r * 1.4), hu, Tissue.BOWEL)
             if rng.random() < 0.4:
                 paint_in_cavity((ex, ey + r * 0.3, ez), (r * 0.45, r * 0.35, r * 0.6), -1000.0, Tissue.BOWEL_GAS)
-        z_t12 = self._z("T12") or self._z("T13")
-        if z_t12 is not None:
-            for side in (-1.0, 1.0):
-                region, lung = self._ellipsoid(
-                    (side * 0.45 * a, spine_y0 + 5.0, z_t12 + 150.0), (0.4 * a, 0.5 * b, 150.0)
-                )
-                if region.empty:
-                    continue
-                ribcage = ellipse_sdf(region.x, region.y, self.a - self.fat - 14.0, self.b - self.fat - 14.0)
-                c.paint(region, np.minimum(lung, ribcage), t.lung, Tissue.LUNG)
-        z_top_psoas = self._z("T12") or self._z("L1")
-        if z_top_psoas is not None:
-            region = c.region((-100.0, -200.0, c.origin[2]), (100.0, 200.0, z_top_psoas))
+        z_t12 = self._z("T13") if any(lv.name == "T13" for lv in self.layout) else self._z("T12")
+        # The lung bases reach down to about T12 posteriorly.
+        for side in (-1.0, 1.0):
+            region, lung = self._ellipsoid((side * 0.45 * a, spine_y0 + 5.0, z_t12 + 150.0), (0.4 * a, 0.5 * b, 150.0))
             if region.empty:
-                return
-            x, y, z = region.x, region.y, region.z
-            zs = region.slices[2]
-            spine_y, spine_w = self.spine_y[:, :, zs], self.spine_w[:, :, zs]
-            grow = np.clip((np.float32(z_top_psoas) - z) / np.float32(120.0), 0.0, 1.0)
-            radius = np.float32(4.0) + np.float32(20.0) * grow
-            for side in (-1.0, 1.0):
-                cx = side * (spine_w / 2 + radius * 0.9)
-                psoas = radius - np.sqrt((x - cx) ** 2 + (y - spine_y) ** 2)
-                c.paint(region, psoas.astype(np.float32), t.muscle, Tissue.MUSCLE)
+                continue
+            ribcage = ellipse_sdf(region.x, region.y, self.a - self.fat - 14.0, self.b - self.fat - 14.0)
+            c.paint(region, np.minimum(lung, ribcage), t.lung, Tissue.LUNG)
+        z_top_psoas = self._z("T12")
+        region = c.region((-100.0, -200.0, c.origin[2]), (100.0, 200.0, z_top_psoas))
+        if region.empty:
+            return
+        x, y, z = region.x, region.y, region.z
+        zs = region.slices[2]
+        spine_y, spine_w = self.spine_y[:, :, zs], self.spine_w[:, :, zs]
+        grow = np.clip((np.float32(z_top_psoas) - z) / np.float32(120.0), 0.0, 1.0)
+        radius = np.float32(4.0) + np.float32(20.0) * grow
+        for side in (-1.0, 1.0):
+            cx = side * (spine_w / 2 + radius * 0.9)
+            psoas = radius - np.sqrt((x - cx) ** 2 + (y - spine_y) ** 2)
+            c.paint(region, psoas.astype(np.float32), t.muscle, Tissue.MUSCLE)
 
     def paint_vessels(self, t: TissueTruth) -> None:
         c = self.canvas
@@ -899,7 +905,6 @@ class _Torso:
         spine_y, spine_w, spine_d = self.spine_y[:, :, zs], self.spine_w[:, :, zs], self.spine_d[:, :, zs]
         front = spine_y + spine_d / 2
         z_bif = self._z("L4")
-        z_bif = z_bif if z_bif is not None else -1e3
         below = np.clip((np.float32(z_bif) - z) * np.float32(0.45), 0.0, None)
         split = z < z_bif
         ax = np.float32(-0.25) * spine_w - np.float32(4.0)

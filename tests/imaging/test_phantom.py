@@ -159,3 +159,11 @@ def test_bad_options_are_refused() -> None:
         make_phantom(seed=1, fractures={"L1": ("wedge", 4)})
     with pytest.raises(ValueError, match="no id"):
         make_phantom(seed=1, transitional="13_rib_pairs", label_convention="totalsegmentator")
+
+
+def test_thoracic_phantom_has_lungs_and_ribs_on_every_level() -> None:
+    p = make_phantom(seed=6, levels=("T6", "T7", "T8", "T9"), **SMALL)
+    assert all(t.has_ribs for t in p.truth.levels) and p.truth.lowest_rib_level == "T9"
+    lung = p.tissues.array == Tissue.LUNG
+    assert lung.any(axis=(0, 1)).mean() > 0.9  # lungs on (nearly) every slice
+    assert np.count_nonzero(p.tissues.array == Tissue.RIB) > 500
