@@ -89,7 +89,11 @@ class TissueTruth:
 
 @dataclass(frozen=True)
 class PhantomTruth:
-    """Everything the phantom was drawn from, for checking segmentation and measurement."""
+    """Everything the phantom was drawn from, for checking segmentation and measurement.
+
+    `rib_pairs` is the anatomy's count (12, or 11/13 with transitional anatomy); `lowest_rib_level` is the
+    lowest rib-bearing vertebra among the phantom's levels (T12 in a normal T10-S1 phantom).
+    """
 
     seed: int
     levels: tuple[LevelTruth, ...]
