@@ -298,9 +298,29 @@ def test_the_cli_reports_one_line_and_errors_on_stderr(cohort: Path, model_dir: 
     from server.cli.main import main
 
     out = tmp_path / "cli.parquet"
-    assert main(["cohort", "score", "--in", str(cohort), "--out", str(out), "--model", str(model_dir),
-                 "--workers", "1", "--quiet", "--columns", "none"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "cohort",
+                "score",
+                "--in",
+                str(cohort),
+                "--out",
+                str(out),
+                "--model",
+                str(model_dir),
+                "--workers",
+                "1",
+                "--quiet",
+                "--columns",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert pd.read_parquet(out).columns[:2].tolist() == ["patient_id", "index_date"]
     assert "age_years" not in pd.read_parquet(out).columns
-    assert main(["cohort", "score", "--in", str(tmp_path / "missing.csv"), "--out", str(out),
-                 "--model", str(model_dir)]) == 1  # fmt: skip
+    assert (
+        main(["cohort", "score", "--in", str(tmp_path / "missing.csv"), "--out", str(out), "--model", str(model_dir)])
+        == 1
+    )
