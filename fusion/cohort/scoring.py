@@ -260,7 +260,7 @@ def _check_model(model: LoadedModel) -> None:
         )
 
 
-def _progress_bar(total: int | None, initial: int, quiet: bool, unit: str = "rows") -> Any:
+def _progress_bar(total: int | None, initial: int, quiet: bool, unit: str = "rows", desc: str = "scoring") -> Any:
     from tqdm import tqdm
 
     return tqdm(
@@ -271,7 +271,7 @@ def _progress_bar(total: int | None, initial: int, quiet: bool, unit: str = "row
         file=sys.stderr,
         disable=quiet,
         dynamic_ncols=True,
-        desc="scoring",
+        desc=desc,
         smoothing=0.1,
     )
 
@@ -446,8 +446,7 @@ def _stage(
     staged = work.path / STAGED_NAME
     if not (staged.is_file() and work.manifest.get("staged")):
         tmp = work.temporary_path(STAGED_NAME)
-        bar = _progress_bar(None, 0, quiet, unit="patients")
-        bar.set_description("reading FHIR export")
+        bar = _progress_bar(None, 0, quiet, unit="patients", desc="reading the FHIR export")
         try:
             rows = stage_bulk_export(
                 source, tmp, index_date=index_date, features=features, workers=workers, progress=bar.update

@@ -324,3 +324,59 @@ def test_the_cli_reports_one_line_and_errors_on_stderr(cohort: Path, model_dir: 
         main(["cohort", "score", "--in", str(tmp_path / "missing.csv"), "--out", str(out), "--model", str(model_dir)])
         == 1
     )
+
+
+def test_a_fhir_bulk_export_joined_with_a_features_table(model_dir: Path, tmp_path: Path) -> None:
+    from clinical.bulk_generator import generate_bulk_export, read_truth
+
+    export = generate_bulk_export(tmp_path / "export", patients=60, seed=3_131)
+    truth = read_truth(export.truth_path)
+    ids = sorted(truth)
+    with_ct = ids[:30]
+    features = pd.DataFrame(
+        {
+            "patient_id": [*with_ct, "not-in-the-export"],
+            "index_date": [truth[i]["index_date"].isoformat() for i in with_ct] + ["2024-01-01"],
+            "status": "ok",
+            "l1_hu": np.linspace(60, 220, 31),
+            "mean_hu_l1_l4": np.linspace(70, 230, 31),
+        }
+    )
+    features.loc[len(features)] = {"patient_id": ids[40], "index_date": "2024-01-01", "status": "failed"}
+    features.to_csv(tmp_path / "features.csv", index=False)
+    out = tmp_path / "scores.parquet"
+    summary = score_cohort(
+        export.directory, out, model_dir=model_dir, features=tmp_path / "features.csv", workers=1, keep_work=True
+    )
+    assert (summary.rows, summary.scored, summary.no_record) == (31, 30, 1)
+    scores = pd.read_parquet(out).set_index("patient_id")
+    assert scores.loc["not-in-the-export", "status"] == "no_record"
+    assert "PATIENT_NOT_FOUND" in scores.loc["not-in-the-export", "warnings"]
+    assert np.isnan(scores.loc["not-in-the-export", "risk_mof_10y"])
+    for k, patient in enumerate(with_ct):
+        row = scores.loc[patient]
+        assert row["index_date"].date() == truth[patient]["index_date"], "the CT date is the index date"
+        assert row["mean_hu_l1_l4"] == pytest.approx(features.loc[k, "mean_hu_l1_l4"])
+        born, index = truth[patient]["birth_date"], truth[patient]["index_date"]
+        completed = index.year - born.year - ((index.month, index.day) < (born.month, born.day))
+        assert row["age_years"] == pytest.approx(completed, abs=1.0), "clinical values come from the export"
+        assert row["sex"] == truth[patient]["sex"]
+        assert row["status"] == "scored" and 0 < row["risk_mof_10y"] < 1
+    manifest = json.loads((tmp_path / "scores.parquet.work" / "manifest.json").read_text())
+    assert manifest["staged"]["rows"] == 31, "the staged table is kept for a resume"
+
+    one_date = score_cohort(
+        export.directory,
+        tmp_path / "all.parquet",
+        model_dir=model_dir,
+        features=tmp_path / "features.csv",
+        index_date=pd.Timestamp("2026-06-30").date(),
+        workers=1,
+    )
+    everyone = pd.read_parquet(tmp_path / "all.parquet")
+    assert one_date.rows == 60 and set(everyone["patient_id"]) == set(ids)
+    assert everyone["mean_hu_l1_l4"].notna().sum() == 30, "CTs on or before the index date are joined"
+    with pytest.raises(CohortError, match="needs an index date") as info:
+        score_cohort(export.directory, tmp_path / "x.parquet", model_dir=model_dir, workers=1)
+    assert info.value.reason == "MISSING_INDEX_DATE"
+    assert not (tmp_path / "x.parquet.work").exists(), "a run that made nothing leaves no work directory"
