@@ -30,16 +30,8 @@ from fusion.evaluate import (
     oracle_predictions,
     render_text,
 )
+from fusion.features import parse_column_map
 from server.cli.synth import horizon_years
-
-
-def _mapping(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected FOREIGN=canonical, got {text!r}")
-    source, target = (part.strip() for part in text.split("=", 1))
-    if not source or not target:
-        raise argparse.ArgumentTypeError(f"expected FOREIGN=canonical, got {text!r}")
-    return source, target
 
 
 def register(subparsers: Any) -> None:
@@ -58,9 +50,8 @@ def register(subparsers: Any) -> None:
         help="horizons in years (default: 1 2 5 10)",
     )  # fmt: skip
     parser.add_argument(
-        "--map", type=_mapping, action="append", default=[], metavar="FOREIGN=canonical",
-        help="rename a cohort column before use (repeatable), e.g. --map AGE=age_years",
-    )  # fmt: skip
+        "--column-map", metavar="OLD=NEW,...", help="rename cohort columns first (as train/predict), e.g. AGE=age_years"
+    )
     parser.set_defaults(func=run)
 
 
@@ -90,7 +81,7 @@ def _model_predictions(model_dir: Path, cohort: pd.DataFrame, horizons: list[flo
 
 
 def run(args: argparse.Namespace) -> int:
-    column_map = dict(args.map) if args.map else None
+    column_map = parse_column_map(args.column_map) or None
     cohort = read_cohort(args.cohort, require=("features",), column_map=column_map)
     target = None
     if args.oracle:

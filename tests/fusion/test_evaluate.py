@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,33 @@ def test_evaluate_cli_oracle_writes_report(tmp_path: Path, capsys: pytest.Captur
 
     assert main(["evaluate", "--oracle", "--cohort", str(tmp_path / "none.csv")]) == 1
     assert "cohort file not found" in capsys.readouterr().err
+
+
+GLOW_MAP = "SUB_ID=patient_id,AGE=age_years,WEIGHT=weight_kg,PRIORFRAC=prior_fragility_fracture"
+
+
+def test_evaluate_cli_logistic_model_on_glow500(
+    tmp_path: Path, shared_data: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A classifier trained through the CLI on the real GLOW500 table, evaluated through the CLI."""
+    from server.cli.main import main
+
+    glow = str(shared_data("tabular/glow/glow500.csv"))
+    model_dir = tmp_path / "glow-model"
+    trained = main(
+        ["train", "--cohort", glow, "--out", str(model_dir), "--model", "logistic", "--target", "FRACTURE",
+         "--column-map", GLOW_MAP, "--features", "age_years,weight_kg,prior_fragility_fracture"]
+    )  # fmt: skip
+    assert trained == 0, capsys.readouterr().err
+    capsys.readouterr()
+    code = main(
+        ["evaluate", "--model", str(model_dir), "--cohort", glow, "--column-map", GLOW_MAP, "--json",
+         "--report", str(tmp_path / "report")]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    (classifier,) = report["classification"]
+    assert classifier["label"] == "FRACTURE" and classifier["n"] == 500 and classifier["n_positive"] == 125
+    assert 0.6 < classifier["auc"] < 0.75 and report["model"]["kind"] == "logistic"
+    assert (tmp_path / "report" / "reliability_classifier.png").exists()
