@@ -7,9 +7,9 @@ gRPC `Assess` response). `ModelCard` is the declarative `manifest.json` of a mod
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from clinical.types import ClinicalRecord
 from imaging.types import FeatureSummary
@@ -25,13 +25,25 @@ Severity = Literal["info", "warning", "critical"]
 ModelKind = Literal["cox", "forest", "net", "logistic", "rules"]
 
 
+V = TypeVar("V")
+
+
+def _sorted_keys(mapping: dict[str, V]) -> dict[str, V]:
+    """Maps serialise in key order, so that the same content gives the same JSON whatever path built it."""
+    return dict(sorted(mapping.items()))
+
+
+FloatMap = Annotated[dict[str, float], AfterValidator(_sorted_keys)]
+StrMap = Annotated[dict[str, str], AfterValidator(_sorted_keys)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
 
 class Diagnosis(_Model):
     category: DiagnosisCategory
-    probabilities: dict[str, float] = Field(default_factory=dict)
+    probabilities: FloatMap = Field(default_factory=dict)
     method: str
     basis: str
 
@@ -86,7 +98,7 @@ class AssessmentInputs(_Model):
     series_uid: str | None = None
     study_uid: str | None = None
     segmentation_backend: str | None = None
-    features_used: dict[str, float] = Field(default_factory=dict)
+    features_used: FloatMap = Field(default_factory=dict)
     imputed: list[str] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)
     clinical: ClinicalRecord | None = None
@@ -141,8 +153,8 @@ class ModelCard(_Model):
     )
     min_horizon_years: float = 1.0
     max_horizon_years: float = 10.0
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: FloatMap = Field(default_factory=dict)
     training_data_sha256: str | None = None
-    files: dict[str, str] = Field(default_factory=dict, description="file name -> sha256 hex digest")
+    files: StrMap = Field(default_factory=dict, description="file name -> sha256 hex digest")
     references: list[str] = Field(default_factory=list)
     changelog: list[str] = Field(default_factory=list)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from imaging.errors import GeometryError
 
@@ -126,6 +126,18 @@ class LabelMap(_Image):
     convention: str = "totalsegmentator"
 
 
+V = TypeVar("V")
+
+
+def _sorted_keys(mapping: dict[str, V]) -> dict[str, V]:
+    """Maps serialise in key order, so that the same content gives the same JSON whatever path built it."""
+    return dict(sorted(mapping.items()))
+
+
+FloatMap = Annotated[dict[str, float], AfterValidator(_sorted_keys)]
+StrMap = Annotated[dict[str, str], AfterValidator(_sorted_keys)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
@@ -155,7 +167,7 @@ class SegmentationInfo(_Model):
     backend: SegmentationBackendName
     label_convention: str | None = None
     model: str | None = None
-    parameters: dict[str, str] = Field(default_factory=dict)
+    parameters: StrMap = Field(default_factory=dict)
 
 
 class VertebraMeasurement(_Model):
@@ -175,7 +187,7 @@ class VertebraMeasurement(_Model):
     height_middle_mm: float | None = Field(default=None, ge=0)
     height_posterior_mm: float | None = Field(default=None, ge=0)
     genant_grade: int | None = Field(default=None, ge=0, le=3)
-    texture: dict[str, float] = Field(default_factory=dict)
+    texture: FloatMap = Field(default_factory=dict)
     confidence: float = Field(ge=0.0, le=1.0)
     qc: list[str] = Field(default_factory=list)
     excluded: bool = False

@@ -42,11 +42,23 @@ class AuthConfig(_Section):
 
 
 class FhirSourceConfig(_Section):
-    """The one FHIR source the server reads patients from: a base URL, a bundle file or an NDJSON directory."""
+    """The one FHIR source the server reads patients from: a base URL, a bundle file or an NDJSON directory.
+
+    For a URL: a static bearer token (`bearer_token_file`) or SMART Backend Services client credentials
+    (`smart_client_id` + `smart_private_key_file`, private-key JWT), and a per-request timeout.
+    """
 
     source: str
     bearer_token_file: Path | None = None
+    smart_client_id: str | None = None
+    smart_private_key_file: Path | None = None
+    smart_token_url: str | None = None
+    smart_scope: str = "system/*.read"
     timeout_s: float = Field(default=10.0, gt=0)
+
+    @property
+    def is_url(self) -> bool:
+        return self.source.startswith(("http://", "https://"))
 
 
 class DicomWebConfig(_Section):

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from clinical.types import ClinicalRecord, ClinicalVariables
 from fusion.types import ModelCard, RiskReport
 from imaging.types import BoneFeatures
+from server.fhir_risk_assessment import canonical_risk_assessment
 from server.generated.osteorisk.v1 import (
     bone_features_pb2,
     clinical_record_pb2,
@@ -71,6 +72,8 @@ def _normalise(model_type: type[BaseModel], data: dict[str, Any]) -> dict[str, A
             continue
         allows_none, inner = _optional_inner(field.annotation)
         if allows_none and value in ("", [], {}):
+            continue
+        if value == "" and not field.is_required():  # an unset string: the domain's default (e.g. the schema id)
             continue
         if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(value, dict):
             value = _normalise(inner, value)
@@ -125,7 +128,11 @@ def risk_report_to_proto(report: RiskReport) -> risk_report_pb2.RiskReport:
 
 
 def risk_report_from_proto(message: risk_report_pb2.RiskReport) -> RiskReport:
-    return from_proto(message, RiskReport)
+    report = from_proto(message, RiskReport)
+    if report.fhir_risk_assessment is None:
+        return report
+    resource = canonical_risk_assessment(report.fhir_risk_assessment)
+    return report.model_copy(update={"fhir_risk_assessment": resource})
 
 
 def model_card_to_proto(card: ModelCard, *, sha256: str) -> model_card_pb2.ModelCard:

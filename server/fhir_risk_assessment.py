@@ -32,6 +32,10 @@ _DAYS_PER_YEAR = 365.25
 _RATIONALE = "cumulative incidence with death as a competing risk"
 
 
+def _years(value: float) -> str:
+    return "year" if value == 1 else "years"
+
+
 def _horizon_end(start: date, years: float) -> date:
     return start + timedelta(days=round(years * _DAYS_PER_YEAR))
 
@@ -56,7 +60,7 @@ def build_risk_assessment(report: RiskReport) -> dict[str, Any]:
         {
             "outcome": {
                 "coding": [{"system": OUTCOME_SYSTEM, "code": p.outcome, "display": _OUTCOME_DISPLAY[p.outcome]}],
-                "text": f"{_OUTCOME_DISPLAY[p.outcome]} within {p.horizon_years:g} years",
+                "text": f"{_OUTCOME_DISPLAY[p.outcome]} within {p.horizon_years:g} {_years(p.horizon_years)}",
             },
             "probabilityDecimal": round(p.probability, 6),
             "whenPeriod": {"start": start.isoformat(), "end": _horizon_end(start, p.horizon_years).isoformat()},
@@ -93,6 +97,12 @@ def build_risk_assessment(report: RiskReport) -> dict[str, Any]:
         del resource["basis"]
     digest = hashlib.sha256(repr(sorted(resource.items())).encode()).hexdigest()
     resource["id"] = f"osteorisk-{digest[:32]}"
+    return canonical_risk_assessment(resource)
+
+
+def canonical_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:
+    """Validate a RiskAssessment and give it the element order of the FHIR model (the same JSON text whatever
+    order its keys arrived in, e.g. through a protobuf Struct)."""
     validated = RiskAssessment.model_validate(resource)
     result: dict[str, Any] = validated.model_dump(mode="json", exclude_none=True)
     return result

@@ -1,21 +1,29 @@
 """The `osteorisk.v1.FractureRiskService` servicer: translates between the wire and the domain.
 
-No science here: every answer comes from `imaging`, `clinical` and `fusion`. Domain exceptions are
-turned into google.rpc statuses by `server.errors.status_for`.
+No science here: every answer comes from `imaging`, `clinical` and `fusion` through `server.assessment`.
+Domain exceptions become google.rpc statuses (`server.errors.status_for`). The model is loaded in the
+background at start-up; until it is, health says NOT_SERVING and RPCs answer UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
 
-from server.config import ServerConfig
-from server.errors import NotImplementedYetError, status_for
+from clinical.sources.auth import make_auth
+from clinical.sources.base import FhirSource, open_source
+from fusion.artifacts import load_model
+from fusion.bundled import default_model_dir
+from server import convert, wire
+from server.assessment import Runtime, assess, extract_bone_features
+from server.config import FhirSourceConfig, ServerConfig
+from server.errors import RequestError, status_for
 from server.generated.osteorisk.v1 import (
     bone_features_pb2,
     fracture_risk_service_pb2,
@@ -24,6 +32,8 @@ from server.generated.osteorisk.v1 import (
     risk_report_pb2,
 )
 from server.observability import AuditLog, Metrics
+from server.pacs import PacsClient
+from server.security import current_caller
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +42,16 @@ SERVICE_NAME = fracture_risk_service_pb2.DESCRIPTOR.services_by_name["FractureRi
 R = TypeVar("R")
 
 
+class ServiceNotReadyError(Exception):
+    """The model has not been loaded yet (or failed to load): UNAVAILABLE."""
+
+
 def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
+    if isinstance(exc, ServiceNotReadyError):
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
     status = status_for(exc)
     if status.code == grpc.StatusCode.INTERNAL.value[0]:
-        log.exception("unexpected error in RPC", exc_info=exc)
+        log.error("unexpected error in RPC", exc_info=exc)
     context.abort_with_status(rpc_status.to_status(status))
 
 
@@ -53,8 +69,29 @@ def _unary(method: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
+def _cancel_event(context: grpc.ServicerContext) -> threading.Event:
+    """An event set when the RPC ends for any reason (the caller cancelled or its deadline passed)."""
+    event = threading.Event()
+    context.add_callback(event.set)
+    return event
+
+
+def _open_fhir(config: FhirSourceConfig) -> FhirSource:
+    """The configured FHIR source; a REST server gets its credentials and timeout from the configuration."""
+    if not config.is_url:
+        return open_source(config.source)
+    auth = make_auth(
+        token_file=config.bearer_token_file,
+        smart_client_id=config.smart_client_id,
+        smart_private_key=config.smart_private_key_file,
+        smart_scope=config.smart_scope,
+        smart_token_url=config.smart_token_url,
+    )
+    return open_source(config.source, auth=auth, timeout_s=config.timeout_s)
+
+
 class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServicer):
-    """Implements the v1 contract. Capabilities that have not landed answer UNIMPLEMENTED, naming what is missing."""
+    """Implements the v1 contract over `server.assessment`."""
 
     def __init__(
         self, config: ServerConfig, *, metrics: Metrics, audit: AuditLog, on_ready: Callable[[], None]
@@ -63,35 +100,112 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
         self._metrics = metrics
         self._audit = audit
         self._on_ready = on_ready
+        self._runtime: Runtime | None = None
+        self._load_error: str | None = None
+
+    # ---- start-up -----------------------------------------------------------------------------------------
 
     def start_loading(self) -> None:
-        """Load what the service needs, then report SERVING (no model exists to load yet)."""
+        """Load the model (verifying every hash) and open the upstreams in the background, then SERVING."""
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def load_now(self) -> None:
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            model = load_model(self._config.model_dir or default_model_dir())
+            fhir = _open_fhir(self._config.fhir) if self._config.fhir else None
+            pacs = PacsClient(self._config.dicomweb) if self._config.dicomweb else None
+            self._runtime = Runtime(
+                model=model, fhir=fhir, pacs=pacs, max_inline_image_bytes=self._config.max_inline_image_bytes
+            )
+        except Exception as exc:
+            self._load_error = " ".join(str(exc).split())
+            log.error(
+                "model or upstream failed to load; the server stays NOT_SERVING", extra={"error": self._load_error}
+            )
+            return
+        self._metrics.set_model(model.card.id, model.card.version, model.sha256)
+        log.info("model loaded", extra={"model": model.card.id, "version": model.card.version})
         self._on_ready()
+
+    def _ready(self) -> Runtime:
+        if self._runtime is None:
+            reason = f"model failed to load: {self._load_error}" if self._load_error else "model is still loading"
+            raise ServiceNotReadyError(f"not ready: {reason}")
+        return self._runtime
+
+    # ---- RPCs ---------------------------------------------------------------------------------------------
+
+    def _assess_one(
+        self, request: fracture_risk_service_pb2.AssessRequest, context: grpc.ServicerContext
+    ) -> risk_report_pb2.RiskReport:
+        runtime = self._ready()
+        domain_request = wire.assessment_request(request)
+        outcome = "ERROR"
+        patient = domain_request.patient_id
+        try:
+            report = assess(runtime, domain_request, cancel=_cancel_event(context), timeout_s=context.time_remaining())
+            patient, outcome = report.patient_id, "OK"
+            return convert.risk_report_to_proto(report)
+        finally:
+            self._audit.record(
+                caller=current_caller().id,
+                method="Assess",
+                patient_id=patient or "(unknown)",
+                model_id=runtime.model.card.id,
+                model_version=runtime.model.card.version,
+                outcome=outcome,
+            )
 
     @_unary
     def Assess(
         self, request: fracture_risk_service_pb2.AssessRequest, context: grpc.ServicerContext
     ) -> risk_report_pb2.RiskReport:
-        raise NotImplementedYetError(
-            "Assess is not available yet: it needs the fusion risk models and the clinical/imaging pipelines"
-        )
+        return self._assess_one(request, context)
 
     def AssessStream(
-        self,
-        request_iterator: Iterator[fracture_risk_service_pb2.AssessRequest],
-        context: grpc.ServicerContext,
+        self, request_iterator: Iterator[fracture_risk_service_pb2.AssessRequest], context: grpc.ServicerContext
     ) -> Iterator[fracture_risk_service_pb2.AssessStreamResponse]:
-        _abort(context, NotImplementedYetError("AssessStream is not available yet: it needs Assess"))
-        return iter(())
+        """One response per request, in order; a request's failure is reported in its response, the stream goes on.
+
+        Flow control is gRPC's: the next request is read only after the previous response was handed over.
+        """
+        try:
+            self._ready()
+        except ServiceNotReadyError as exc:
+            _abort(context, exc)
+        for position, request in enumerate(request_iterator):
+            request_id = request.request_id or f"#{position}"
+            try:
+                report = self._assess_one(request, context)
+                yield fracture_risk_service_pb2.AssessStreamResponse(request_id=request_id, report=report)
+            except Exception as exc:
+                yield fracture_risk_service_pb2.AssessStreamResponse(request_id=request_id, error=status_for(exc))
+            if not context.is_active():
+                return
 
     @_unary
     def ExtractBoneFeatures(
         self, request: fracture_risk_service_pb2.ExtractBoneFeaturesRequest, context: grpc.ServicerContext
     ) -> bone_features_pb2.BoneFeatures:
-        raise NotImplementedYetError("ExtractBoneFeatures is not available yet: it needs the imaging pipeline")
+        runtime = self._ready()
+        imaging = wire.imaging_input(request, "image")
+        if imaging is None:
+            raise RequestError("image", "REQUIRED", "one image input is required: pacs_series or inline_image")
+        features = extract_bone_features(
+            runtime,
+            imaging,
+            backend=request.segmentation_backend or None,
+            cancel=_cancel_event(context),
+            timeout_s=context.time_remaining(),
+        )
+        return convert.bone_features_to_proto(features)
 
     @_unary
     def GetModelInfo(
         self, request: fracture_risk_service_pb2.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> model_card_pb2.ModelCard:
-        raise NotImplementedYetError("GetModelInfo is not available yet: no model can be loaded until fusion lands")
+        runtime = self._ready()
+        return convert.model_card_to_proto(runtime.model.card, sha256=runtime.model.sha256)

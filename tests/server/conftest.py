@@ -53,3 +53,20 @@ def shared_series_in_orthanc(
         files.append(target)
     orthanc.upload(files)
     return StoredSeries(study_uid, series_uid, tuple(files))
+
+
+def wait_serving(channel: object, timeout_s: float = 60.0) -> int:
+    """Poll grpc.health.v1 until SERVING (the model loads in the background); return the last status."""
+    import time
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout_s
+    status = health_pb2.HealthCheckResponse.UNKNOWN
+    while time.monotonic() < deadline:
+        status = stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            break
+        time.sleep(0.05)
+    return int(status)

@@ -132,7 +132,12 @@ def rich_report() -> RiskReport:
             imaging=FeatureSummary(l1_hu=95.0, levels_used=["L1"]),
         ),
         warnings=["bmi_kg_m2 imputed"],
-        fhir_risk_assessment={"resourceType": "RiskAssessment", "status": "final", "note": None, "n": [1, 2.5]},
+        fhir_risk_assessment={
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": {"reference": "Patient/p"},
+            "prediction": [{"probabilityDecimal": 0.0, "whenPeriod": {"start": "2024-05-01", "end": "2034-05-01"}}],
+        },
     )
 
 
@@ -160,7 +165,7 @@ def test_bone_features_round_trip() -> None:
     assert convert.bone_features_from_proto(convert.bone_features_to_proto(original)) == original
 
 
-def test_risk_report_round_trip_keeps_nested_record_and_fhir_nulls() -> None:
+def test_risk_report_round_trip_keeps_nested_record_and_fhir_resource() -> None:
     original = rich_report()
     message = convert.risk_report_to_proto(original)
     assert message.inputs.clinical.variables.prior_hip_fracture.value.bool_value is False

@@ -15,25 +15,30 @@ from server.config import ServerConfig
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc as pb_grpc
 from server.observability import AuditLog, JsonFormatter
+from tests.server.conftest import wait_serving
 
 
 def test_metrics_endpoint_counts_requests_by_method_and_code() -> None:
     running = start(ServerConfig(port=0, metrics_port=0))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            wait_serving(channel)
             stub = pb_grpc.FractureRiskServiceStub(channel)
             for _ in range(3):
-                with pytest.raises(grpc.RpcError):
+                with pytest.raises(grpc.RpcError):  # no image given: INVALID_ARGUMENT
                     stub.ExtractBoneFeatures(pb.ExtractBoneFeaturesRequest(), timeout=10)
+            stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
         assert running.metrics_port is not None
         url = f"http://127.0.0.1:{running.metrics_port}/metrics"
         text = urllib.request.urlopen(url, timeout=10).read().decode()
     finally:
         running.stop(0)
     method = "/osteorisk.v1.FractureRiskService/ExtractBoneFeatures"
-    assert f'osteorisk_requests_total{{code="UNIMPLEMENTED",method="{method}"}} 3.0' in text
+    assert f'osteorisk_requests_total{{code="INVALID_ARGUMENT",method="{method}"}} 3.0' in text
     assert f'osteorisk_request_duration_seconds_count{{method="{method}"}} 3.0' in text
-    assert 'osteorisk_errors_total{code="UNIMPLEMENTED"' in text
+    assert 'osteorisk_errors_total{code="INVALID_ARGUMENT"' in text
+    assert 'osteorisk_requests_total{code="OK",method="/osteorisk.v1.FractureRiskService/GetModelInfo"} 1.0' in text
+    assert "osteorisk_model_info{" in text
 
 
 def test_json_log_lines_carry_fields_not_content() -> None:

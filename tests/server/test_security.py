@@ -20,6 +20,7 @@ from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc as pb_grpc
 from server.security import Authenticator
 from tests.certs import make_pki
+from tests.server.conftest import wait_serving
 
 
 @pytest.fixture()
@@ -128,7 +129,7 @@ def test_bad_token_files_are_refused_at_start(tmp_path: Path) -> None:
 
 
 def _health(channel: grpc.Channel) -> int:
-    return int(health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+    return wait_serving(channel, timeout_s=30)
 
 
 def test_tls_and_mutual_tls(tmp_path: Path) -> None:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from fusion.bundled import default_model_dir
 from server.app import RunningServer, start
 from server.config import ServerConfig
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc as pb_grpc
+from tests.server.conftest import wait_serving
 
 SERVICE = "osteorisk.v1.FractureRiskService"
 
@@ -36,7 +40,8 @@ def channel(running: RunningServer) -> Iterator[grpc.Channel]:
         yield ch
 
 
-def test_health_reports_serving(channel: grpc.Channel) -> None:
+def test_health_reports_serving_once_the_model_is_loaded(channel: grpc.Channel) -> None:
+    assert wait_serving(channel) == health_pb2.HealthCheckResponse.SERVING
     stub = health_pb2_grpc.HealthStub(channel)
     for service in ("", SERVICE):
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -49,14 +54,6 @@ def test_reflection_lists_the_service(channel: grpc.Channel) -> None:
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert SERVICE in names
     assert "grpc.health.v1.Health" in names
-
-
-def test_unbuilt_rpcs_answer_unimplemented_naming_what_is_missing(channel: grpc.Channel) -> None:
-    stub = pb_grpc.FractureRiskServiceStub(channel)
-    with pytest.raises(grpc.RpcError) as err:
-        stub.ExtractBoneFeatures(pb.ExtractBoneFeaturesRequest(), timeout=5)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "imaging" in (err.value.details() or "")
 
 
 def test_serve_command_shuts_down_gracefully_on_sigterm() -> None:
@@ -74,8 +71,7 @@ def test_serve_command_shuts_down_gracefully_on_sigterm() -> None:
         match = re.search(r"serving on 127\.0\.0\.1:(\d+)", line)
         assert match, f"unexpected first line: {line!r}"
         with grpc.insecure_channel(f"127.0.0.1:{match.group(1)}") as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            assert wait_serving(ch) == health_pb2.HealthCheckResponse.SERVING
         start_stop = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -85,3 +81,33 @@ def test_serve_command_shuts_down_gracefully_on_sigterm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_not_serving_and_unavailable_while_the_model_cannot_load(tmp_path: Path) -> None:
+    """A missing or tampered model keeps the server NOT_SERVING; RPCs say why (UNAVAILABLE), none crash."""
+    running = start(ServerConfig(port=0, model_dir=tmp_path / "no-model"))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            assert wait_serving(ch, timeout_s=2) == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.RpcError) as err:
+                pb_grpc.FractureRiskServiceStub(ch).GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "model failed to load" in (err.value.details() or "")
+    finally:
+        running.stop(0)
+
+
+def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model_dir)
+    weights = next(p for p in model_dir.iterdir() if p.name != "manifest.json")
+    weights.write_bytes(weights.read_bytes().replace(b"0", b"1", 1))
+    running = start(ServerConfig(port=0, model_dir=model_dir))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            assert wait_serving(ch, timeout_s=3) == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.RpcError) as err:
+                pb_grpc.FractureRiskServiceStub(ch).GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+            assert "sha256" in (err.value.details() or "")
+    finally:
+        running.stop(0)

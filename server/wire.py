@@ -1,0 +1,179 @@
+"""Requests off the wire: protobuf request messages -> domain-level `AssessmentRequest`s.
+
+Every field is checked here, with the field path in the error (google.rpc.BadRequest), before any work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fusion.types import DEFAULT_HORIZONS_YEARS, OUTCOMES
+from server.assessment import (
+    AssessmentRequest,
+    ClinicalInput,
+    FhirPatientRef,
+    ImagingInput,
+    InlineBundle,
+    InlineCt,
+    InlineVariables,
+    LocalCt,
+    PacsSeriesRef,
+    PrecomputedFeatures,
+    parse_index_date,
+)
+from server.convert import (
+    bone_features_from_proto,
+    bone_features_to_proto,
+    clinical_variables_from_proto,
+    clinical_variables_to_proto,
+)
+from server.errors import RequestError
+from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
+
+_MAX_ID_LENGTH = 128
+_CONVENTIONS = ("totalsegmentator", "verse")
+
+
+def _checked_id(value: str, field: str) -> str:
+    if len(value) > _MAX_ID_LENGTH or any(ord(c) < 32 for c in value):
+        raise RequestError(field, "INVALID_ID", f"{field} must be at most {_MAX_ID_LENGTH} printable characters")
+    return value
+
+
+def _clinical(request: pb.AssessRequest) -> ClinicalInput:
+    which = request.WhichOneof("clinical")
+    if which == "variables":
+        try:
+            return InlineVariables(clinical_variables_from_proto(request.variables))
+        except ValueError as exc:
+            raise RequestError("clinical.variables", "INVALID_VARIABLES", " ".join(str(exc).split())) from None
+    if which == "fhir_bundle":
+        if not request.fhir_bundle.json:
+            raise RequestError("clinical.fhir_bundle.json", "EMPTY", "fhir_bundle.json is empty")
+        return InlineBundle(
+            request.fhir_bundle.json, _checked_id(request.fhir_bundle.patient_id, "clinical.fhir_bundle.patient_id")
+        )
+    if which == "fhir_patient":
+        return FhirPatientRef(_checked_id(request.fhir_patient.patient_id, "clinical.fhir_patient.patient_id"))
+    raise RequestError("clinical", "REQUIRED", "one clinical input is required: variables, fhir_bundle or fhir_patient")
+
+
+def inline_ct(message: pb.InlineImage, field: str) -> InlineCt:
+    convention = message.label_convention or "totalsegmentator"
+    if convention not in _CONVENTIONS:
+        raise RequestError(
+            f"{field}.label_convention", "UNKNOWN_CONVENTION", f"label_convention must be one of {_CONVENTIONS}"
+        )
+    if message.format == pb.InlineImage.NIFTI:
+        return InlineCt("nifti", data=message.data, labels_nifti=message.labels_nifti, label_convention=convention)
+    if message.format == pb.InlineImage.DICOM:
+        return InlineCt(
+            "dicom",
+            dicom_instances=tuple(message.dicom_instances),
+            labels_nifti=message.labels_nifti,
+            label_convention=convention,
+        )
+    raise RequestError(f"{field}.format", "REQUIRED", "inline_image.format must be NIFTI or DICOM")
+
+
+def imaging_input(request: pb.AssessRequest | pb.ExtractBoneFeaturesRequest, oneof: str) -> ImagingInput | None:
+    which = request.WhichOneof(oneof)
+    if which == "bone_features":
+        try:
+            return PrecomputedFeatures(bone_features_from_proto(request.bone_features))  # type: ignore[union-attr]
+        except ValueError as exc:
+            raise RequestError("imaging.bone_features", "INVALID_FEATURES", " ".join(str(exc).split())) from None
+    if which == "pacs_series":
+        return PacsSeriesRef(request.pacs_series.study_uid, request.pacs_series.series_uid)
+    if which == "inline_image":
+        return inline_ct(request.inline_image, "imaging.inline_image")
+    return None
+
+
+def assessment_request(request: pb.AssessRequest) -> AssessmentRequest:
+    outcomes = tuple(request.outcomes) or OUTCOMES
+    horizons = tuple(request.horizons_years) or DEFAULT_HORIZONS_YEARS
+    return AssessmentRequest(
+        clinical=_clinical(request),
+        imaging=imaging_input(request, "imaging"),
+        patient_id=_checked_id(request.patient_id, "patient_id"),
+        index_date=parse_index_date(request.index_date),
+        outcomes=outcomes,
+        horizons_years=horizons,
+        segmentation_backend=request.segmentation_backend or None,
+    )
+
+
+def _dicom_files(folder: Path) -> tuple[bytes, ...]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return tuple(p.read_bytes() for p in files)
+
+
+def to_wire(request: AssessmentRequest) -> pb.AssessRequest:
+    """The proto of a CLI-built request, with local files read into inline payloads (for `assess --server`)."""
+    message = pb.AssessRequest(
+        patient_id=request.patient_id,
+        index_date=request.index_date.isoformat() if request.index_date else "",
+        outcomes=list(request.outcomes),
+        horizons_years=list(request.horizons_years),
+        segmentation_backend=request.segmentation_backend or "",
+    )
+    clinical = request.clinical
+    if isinstance(clinical, InlineVariables):
+        message.variables.CopyFrom(clinical_variables_to_proto(clinical.variables))
+    elif isinstance(clinical, InlineBundle):
+        message.fhir_bundle.json = clinical.json
+        message.fhir_bundle.patient_id = clinical.patient_id
+    elif isinstance(clinical, FhirPatientRef):
+        message.fhir_patient.patient_id = clinical.patient_id
+    else:
+        path = Path(clinical.source)
+        if not path.is_file():
+            raise RequestError(
+                "--fhir",
+                "REMOTE_SOURCE",
+                "with --server, --fhir must be a Bundle file (sent inline); for a patient on the server's own FHIR "
+                "source pass only --patient",
+            )
+        message.fhir_bundle.json = path.read_bytes()
+        message.fhir_bundle.patient_id = clinical.patient_id
+    imaging = request.imaging
+    if isinstance(imaging, PrecomputedFeatures):
+        message.bone_features.CopyFrom(bone_features_to_proto(imaging.features))
+    elif isinstance(imaging, PacsSeriesRef):
+        message.pacs_series.study_uid = imaging.study_uid
+        message.pacs_series.series_uid = imaging.series_uid
+    elif isinstance(imaging, InlineCt):
+        message.inline_image.CopyFrom(_inline_image_proto(imaging))
+    elif isinstance(imaging, LocalCt):
+        labels = imaging.labels.read_bytes() if imaging.labels else b""
+        if imaging.path.is_dir():
+            inline = InlineCt(
+                "dicom",
+                dicom_instances=_dicom_files(imaging.path),
+                labels_nifti=labels,
+                label_convention=imaging.label_convention,
+            )
+        elif imaging.path.name.endswith((".nii", ".nii.gz")):
+            inline = InlineCt(
+                "nifti", data=imaging.path.read_bytes(), labels_nifti=labels, label_convention=imaging.label_convention
+            )
+        else:
+            inline = InlineCt(
+                "dicom",
+                dicom_instances=(imaging.path.read_bytes(),),
+                labels_nifti=labels,
+                label_convention=imaging.label_convention,
+            )
+        message.inline_image.CopyFrom(_inline_image_proto(inline))
+    return message
+
+
+def _inline_image_proto(inline: InlineCt) -> pb.InlineImage:
+    return pb.InlineImage(
+        format=pb.InlineImage.NIFTI if inline.format == "nifti" else pb.InlineImage.DICOM,
+        data=inline.data,
+        dicom_instances=list(inline.dicom_instances),
+        labels_nifti=inline.labels_nifti,
+        label_convention=inline.label_convention,
+    )
