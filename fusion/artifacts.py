@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from pydantic import ValidationError
+from threadpoolctl import threadpool_limits
 
 from fusion.design import Design, parse_term_labels
 from fusion.errors import ModelArtifactError, ModelInputError
@@ -253,7 +254,11 @@ def _score_chunks(
         return est.predict_interval(terms, horizons)
     bounds = [(i, min(i + _CHUNK_ROWS, n)) for i in range(0, n, _CHUNK_ROWS)]
     parts: list[tuple[FloatArray, FloatArray, FloatArray]]
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+    # The chunks run in parallel threads: one BLAS thread each (nested thread pools oversubscribe the CPUs).
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool,
+    ):
         parts = list(pool.map(lambda b: est.predict_interval(terms[b[0] : b[1]], horizons), bounds))
     return (
         np.concatenate([p[0] for p in parts]),

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from fusion.artifacts import DiagnosisComponent, SurvivalEstimator, created_timestamp, model_files, write_model_dir
 from fusion.cohort_table import feature_columns
@@ -268,7 +269,13 @@ def _classifier_metrics(
 
 
 def train_model(frame: pd.DataFrame, config: TrainConfig, *, data_sha256: str | None = None) -> TrainedModel:
-    """Fit the model `config` describes on a (validated) cohort frame."""
+    """Fit the model `config` describes on a (validated) cohort frame (BLAS limited to one thread: the
+    matrices are narrow, and threaded BLAS under a loaded machine spins more than it computes)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train_model(frame, config, data_sha256)
+
+
+def _train_model(frame: pd.DataFrame, config: TrainConfig, data_sha256: str | None) -> TrainedModel:
     warnings: list[str] = []
     metrics: dict[str, float] = {}
     if config.features is not None:

@@ -115,7 +115,9 @@ def _evaluate(
     term1 = (x * (e * c)[:, None]).T @ x
     term2 = (m * dwe[:, None]).T @ m
     hess = -(term1 - term2) - np.diag(pen)
-    return ll, grad, hess, s0 * np.exp(top), idx
+    with np.errstate(over="ignore"):  # a diverging trial step; the caller halves it (ll is then not finite)
+        s0_true = s0 * np.exp(top)
+    return ll, grad, hess, s0_true, idx
 
 
 def newton_cox(

@@ -149,10 +149,17 @@ class DeepHitNet(BaseEstimator):  # type: ignore[misc]
         bins = np.minimum((time / self.bin_years).astype(np.int64), self.n_bins_ - 1)
         beyond = time >= self.n_bins_ * self.bin_years
         ev = np.where(beyond, 0, event).astype(np.int8)  # events after the last bin: survived it
+        import torch
+
         weights = np.ones(x.shape[0])
-        replicas = [self._train_one(z, ev, bins, weights, self.random_state)]
-        for b, w in enumerate(bootstrap_weights(x.shape[0], self.bootstrap, self.random_state)):
-            replicas.append(self._train_one(z, ev, bins, w, self.random_state + 1 + b))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # small layers: one thread is fastest, and deterministic
+        try:
+            replicas = [self._train_one(z, ev, bins, weights, self.random_state)]
+            for b, w in enumerate(bootstrap_weights(x.shape[0], self.bootstrap, self.random_state)):
+                replicas.append(self._train_one(z, ev, bins, w, self.random_state + 1 + b))
+        finally:
+            torch.set_num_threads(threads)
         self.weights_ = replicas
         return self
 
