@@ -1,0 +1,155 @@
+"""Naming the vertebral segments from the landmarks, with a confidence and flags per level.
+
+Segments are indexed caudal to cranial. The lowest rib-bearing vertebra is T12 and the first vertebra above
+the sacrum is L5; with normal anatomy (12 rib pairs, 5 lumbar vertebrae) T12 lies six segments above the
+sacrum's top segment.
+
+- Both landmarks, agreeing: every level gets `confidence_both_landmarks`.
+- Both, disagreeing (13 or 11 rib pairs, a lumbarised S1 or a sacralised L5; Carrino et al. 2011): the names
+  follow the ribs, as in opportunistic screening where L1 is the first non-rib-bearing vertebra (Pickhardt
+  et al. 2013), an L6 is named when six vertebrae lie between T12 and the sacrum, and every level is flagged
+  TRANSITIONAL_ANATOMY_SUSPECTED with `confidence_transitional`.
+- One landmark (a rib-free vertebra below the lowest ribbed one, or the sacrum): counted from it, flagged
+  SINGLE_LANDMARK, `confidence_single_landmark`.
+- Ribs on every vertebra down to the bottom of the field of view and no sacrum: the lowest rib-bearing
+  vertebra seen is assumed to be T12, flagged NO_LANDMARK with `confidence_unconfirmed_ribs` and a warning.
+- No rib and no sacrum: the levels cannot be named and UnusableImageError is raised (documented choice: a
+  wrong level name would put a wrong number on the report).
+
+A level bounded by a weak or inserted disc between it and the anchor multiplies its confidence by
+`confidence_weak_disc` for every such disc (a missed or spurious disc shifts every name beyond it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imaging.conventions import LEVELS, level_rank
+from imaging.errors import UnusableImageError
+from imaging.segmentation.base import LevelFlag
+from imaging.segmentation.builtin.discs import Segment
+from imaging.segmentation.builtin.landmarks import RibEvidence
+from imaging.segmentation.builtin.parameters import BuiltinParameters
+
+NAMED_RANGE = ("T10", "L6")
+"""The builtin backend names T10 to L5 (and L6 when six lumbar-type vertebrae are found)."""
+
+
+@dataclass(frozen=True)
+class NamedSegment:
+    index: int
+    level: str
+    confidence: float
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Naming:
+    levels: tuple[NamedSegment, ...]
+    anchor: str
+    warnings: tuple[str, ...]
+
+
+def _shift(level: str, steps: int, *, allow: frozenset[str]) -> str | None:
+    """The level `steps` positions caudal (positive) or cranial (negative) of `level`, skipping absent ones."""
+    order = [name for name in LEVELS if name in allow]
+    i = order.index(level) + steps
+    return order[i] if 0 <= i < len(order) else None
+
+
+_NORMAL = frozenset(name for name in LEVELS if name not in ("T13", "L6", "S1"))
+
+
+def name_segments(
+    segments: list[Segment], ribs: RibEvidence, sacrum_top: int | None, params: BuiltinParameters
+) -> Naming:
+    """Level names for the segments (caudal to cranial); raises UnusableImageError without any landmark."""
+    n = len(segments)
+    lowest_mobile = 0 if sacrum_top is None else sacrum_top + 1
+    ribbed = [i for i in range(lowest_mobile, n) if ribs.has_ribs(i)]
+    warnings: list[str] = []
+    r_low = ribbed[0] if ribbed else None
+    # Confirmed when a vertebra without ribs lies below the lowest ribbed one (a segment cut by the scan's
+    # bottom still shows its upper part, where ribs articulate).
+    rib_confirmed = r_low is not None and r_low - 1 >= lowest_mobile
+    have_sacrum = sacrum_top is not None and lowest_mobile < n
+
+    flags: tuple[str, ...]
+    if r_low is not None and rib_confirmed and have_sacrum:
+        lumbar_count = r_low - lowest_mobile
+        if lumbar_count == 5:
+            anchor, base, flags = "ribs and sacrum", params.confidence_both_landmarks, ()
+        else:
+            anchor, base = "ribs (sacrum disagrees)", params.confidence_transitional
+            flags = (LevelFlag.TRANSITIONAL_ANATOMY_SUSPECTED.value,)
+            kind = {
+                6: "six vertebrae between the lowest rib-bearing vertebra and the sacrum "
+                "(11 rib pairs or a lumbarised S1)",
+                4: "four vertebrae between the lowest rib-bearing vertebra and the sacrum "
+                "(13 rib pairs or a sacralised L5)",
+            }.get(lumbar_count, f"{lumbar_count} vertebrae between the lowest rib-bearing vertebra and the sacrum")
+            warnings.append(
+                f"transitional anatomy suspected: {kind}; levels are named from the ribs (L1 = first vertebra "
+                "without ribs) and may be off by one: check them before using level-specific values"
+            )
+        names = _from_ribs(n, r_low, lowest_mobile, lumbar_count=lumbar_count)
+        anchor_index = r_low
+    elif r_low is not None and rib_confirmed:
+        anchor, base, flags = "ribs", params.confidence_single_landmark, (LevelFlag.SINGLE_LANDMARK.value,)
+        names = _from_ribs(n, r_low, lowest_mobile, lumbar_count=5)
+        anchor_index = r_low
+        warnings.append(
+            "levels counted from the lowest rib-bearing vertebra (T12) only: the sacrum is outside the field of "
+            "view, so a lumbosacral transitional vertebra would go unnoticed"
+        )
+    elif have_sacrum:
+        anchor, base, flags = "sacrum", params.confidence_single_landmark, (LevelFlag.SINGLE_LANDMARK.value,)
+        names = {i: _shift("L5", -(i - lowest_mobile), allow=_NORMAL) for i in range(lowest_mobile, n)}
+        anchor_index = lowest_mobile
+        warnings.append(
+            "levels counted up from the sacrum only: no rib-bearing vertebra was found, so 11 or 13 rib pairs "
+            "or a transitional lumbosacral vertebra would go unnoticed"
+        )
+    elif r_low is not None:
+        anchor, base, flags = "ribs (unconfirmed)", params.confidence_unconfirmed_ribs, (LevelFlag.NO_LANDMARK.value,)
+        names = _from_ribs(n, r_low, lowest_mobile, lumbar_count=5)
+        anchor_index = r_low
+        warnings.append(
+            "no confirmed level landmark: every vertebra in view bears ribs and the sacrum is not in view; the "
+            "lowest rib-bearing vertebra seen was assumed to be T12 (the level names may be wrong)"
+        )
+    else:
+        raise UnusableImageError(
+            "the vertebral levels cannot be named: neither ribs nor the sacrum are in the field of view; "
+            "provide a label map (labels backend) or a scan that includes T12 or the sacrum",
+            reason="NO_LEVEL_LANDMARK",
+        )
+
+    named: list[NamedSegment] = []
+    low_rank, high_rank = level_rank(NAMED_RANGE[0]), level_rank(NAMED_RANGE[1])
+    for i in range(lowest_mobile, n):
+        level = names.get(i)
+        if level is None or not low_rank <= level_rank(level) <= high_rank:
+            continue
+        confidence = base
+        level_flags = list(flags)
+        between = range(min(i, anchor_index), max(i, anchor_index) + 1)
+        weak = sum(1 for j in between if j != anchor_index and segments[j].weak())
+        if segments[i].weak():
+            level_flags.append(LevelFlag.UNCERTAIN_BOUNDARY.value)
+            weak = max(weak, 1)
+        confidence *= params.confidence_weak_disc**weak
+        named.append(NamedSegment(index=i, level=level, confidence=confidence, flags=tuple(level_flags)))
+    return Naming(levels=tuple(named), anchor=anchor, warnings=tuple(warnings))
+
+
+def _from_ribs(n: int, r_low: int, lowest_mobile: int, *, lumbar_count: int) -> dict[int, str | None]:
+    """Names counted from T12 at `r_low`: cranially T11, T10, ...; caudally L1.. (L6 when six lumbar-type)."""
+    names: dict[int, str | None] = {}
+    for i in range(lowest_mobile, n):
+        if i >= r_low:
+            names[i] = _shift("T12", -(i - r_low), allow=_NORMAL)
+        else:
+            k = r_low - i  # 1 -> L1
+            names[i] = f"L{k}" if k <= (6 if lumbar_count >= 6 else 5) else None
+    return names
