@@ -15,6 +15,9 @@ Mapping (FHIR R4 RiskAssessment, http://hl7.org/fhir/R4/riskassessment.html):
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+from collections.abc import Hashable
 from datetime import date, timedelta
 from typing import Any
 
@@ -72,23 +75,22 @@ def build_risk_assessment(report: RiskReport) -> dict[str, Any]:
         {"text": f"Model intended use: {report.model.intended_use}"},
         {"text": f"Diagnosis: {report.diagnosis.category} ({report.diagnosis.basis})"},
     ]
-    resource: dict[str, Any] = {
-        "resourceType": "RiskAssessment",
+    resource: dict[str, Any] = {  # in the element order of the FHIR model (checked once per structure)
         "status": "final",
-        "subject": {"reference": f"Patient/{report.patient_id}"},
-        "occurrenceDateTime": start.isoformat(),
         "method": {
             "coding": [
                 {
                     "system": MODEL_SYSTEM,
-                    "code": report.model.id,
                     "version": report.model.version,
+                    "code": report.model.id,
                     "display": report.model.id,
                 }
             ],
             "text": f"{report.model.id} {report.model.version} (sha256 {report.model.sha256[:12]}); "
             f"trained on {report.model.trained_on}",
         },
+        "subject": {"reference": f"Patient/{report.patient_id}"},
+        "occurrenceDateTime": start.isoformat(),
         "basis": _basis(report),
         "prediction": predictions,
         "note": notes,
@@ -96,8 +98,48 @@ def build_risk_assessment(report: RiskReport) -> dict[str, Any]:
     if not resource["basis"]:
         del resource["basis"]
     digest = hashlib.sha256(repr(sorted(resource.items())).encode()).hexdigest()
-    resource["id"] = f"osteorisk-{digest[:32]}"
-    return canonical_risk_assessment(resource)
+    resource = {"resourceType": "RiskAssessment", "id": f"osteorisk-{digest[:32]}", **resource}
+    return validated_risk_assessment(resource)
+
+
+def _shape(value: Any) -> Hashable:
+    """The structure of a JSON value: keys in order, element shapes of lists (not their length), leaf types."""
+    if isinstance(value, dict):
+        return tuple((key, _shape(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return ("[]", frozenset(_shape(item) for item in value))
+    return type(value).__name__
+
+
+def _primitives_ok(value: Any) -> bool:
+    """FHIR R4 primitive rules for the values our builder writes: strings carry non-whitespace content,
+    decimals are finite (http://hl7.org/fhir/R4/datatypes.html#primitive)."""
+    if isinstance(value, dict):
+        return all(_primitives_ok(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_primitives_ok(item) for item in value)
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+_VALIDATED_SHAPES: dict[Hashable, bool] = {}
+_MAX_SHAPES = 4096
+
+
+def validated_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:
+    """`resource`, validated: the first time a structure appears, against the fhir.resources R4B model (and its
+    element order checked to be the model's); afterwards, the same structure needs only FHIR's primitive rules
+    on its values. Anything new or odd takes the full path, so no unvalidated structure is ever returned."""
+    shape = _shape(resource)
+    if _VALIDATED_SHAPES.get(shape) and _primitives_ok(resource):
+        return resource
+    canonical = canonical_risk_assessment(resource)
+    if len(_VALIDATED_SHAPES) < _MAX_SHAPES:
+        _VALIDATED_SHAPES[shape] = json.dumps(canonical) == json.dumps(resource)
+    return canonical
 
 
 def canonical_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from server.generated.osteorisk.v1 import (
 )
 from server.observability import AuditLog, Metrics
 from server.pacs import PacsClient
+from server.report_encoder import encode_risk_report
 from server.security import current_caller
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
         try:
             report = assess(runtime, domain_request, cancel=_cancel_event(context), timeout_s=context.time_remaining())
             patient, outcome = report.patient_id, "OK"
-            return convert.risk_report_to_proto(report)
+            return encode_risk_report(report)
         finally:
             self._audit.record(
                 caller=current_caller().id,

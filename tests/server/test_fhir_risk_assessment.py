@@ -36,3 +36,27 @@ def test_id_is_stable_for_the_same_report() -> None:
     assert build_risk_assessment(report)["id"] == build_risk_assessment(report)["id"]
     later = report.model_copy(update={"index_date": date(2025, 1, 1)})
     assert build_risk_assessment(later)["id"] != build_risk_assessment(report)["id"]
+
+
+def test_fast_path_output_is_the_fhir_models_canonical_form() -> None:
+    import json
+
+    from server.fhir_risk_assessment import canonical_risk_assessment
+
+    for report in (rich_report(), rich_report().model_copy(update={"inputs": AssessmentInputs(study_uid="1.2")})):
+        built = build_risk_assessment(report)
+        again = build_risk_assessment(report)  # the second time takes the cached-structure path
+        assert json.dumps(built) == json.dumps(again) == json.dumps(canonical_risk_assessment(built))
+
+
+def test_new_structures_and_bad_values_take_the_full_validation() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from server.fhir_risk_assessment import validated_risk_assessment
+
+    resource = build_risk_assessment(rich_report())
+    with pytest.raises(ValidationError):
+        validated_risk_assessment({**resource, "status": 7})  # same keys, a value of the wrong type
+    with pytest.raises(ValidationError):
+        validated_risk_assessment({**resource, "unknownElement": "x"})

@@ -116,7 +116,9 @@ def test_assess_inline_bundle_and_inline_nifti_with_labels(
     request.inline_image.format = pb.InlineImage.NIFTI
     request.inline_image.data = shared_data("ct/totalseg/example_ct_sm.nii.gz").read_bytes()
     request.inline_image.labels_nifti = shared_data("ct/totalseg/example_seg.nii.gz").read_bytes()
-    report = convert.risk_report_from_proto(stub.Assess(request, timeout=120))
+    reply = stub.Assess(request, timeout=120)
+    report = convert.risk_report_from_proto(reply)
+    assert reply == convert.risk_report_to_proto(report)  # the fast encoder agrees with the generic path
     with BundleSource.from_path(shared_data(WILLIA)) as source:
         expected_patient = next(source.patient_ids())
     assert report.patient_id == expected_patient
