@@ -25,6 +25,8 @@ kept in `n_boot_penalized_`.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -54,6 +56,7 @@ FORMAT = "osteorisk.cox_cause_specific/1"
 MAX_STANDARDISED_COEF = 15.0
 FALLBACK_PENALIZER = 1.0
 _MAX_ETA = 50.0
+_BOOT_TOL = 1e-7  # replicate coefficients to 1e-7: far below their bootstrap spread
 _CAUSES = (1, 2)
 
 
@@ -83,6 +86,8 @@ class CoxFit:
     log_likelihood: float
     n_iter: int
     converged: bool
+    s0: FloatArray | None = None  # risk-set sums at the event rows for `coef` (reused by the Breslow estimator)
+    event_rows: npt.NDArray[np.intp] | None = None
 
 
 def _sorted_data(x: FloatArray, time: FloatArray, event: npt.NDArray[np.int8]) -> tuple[_SortedData, FloatArray]:
@@ -138,7 +143,7 @@ def newton_cox(
     p = data.x.shape[1]
     dw = weights * (data.event == cause)
     beta = np.zeros(p) if start is None else start.copy()
-    ll, grad, hess, _, _ = _evaluate(data, dw, weights, beta, penalty)
+    ll, grad, hess, s0, rows = _evaluate(data, dw, weights, beta, penalty)
     for it in range(1, max_iter + 1):
         try:
             step = np.linalg.solve(-hess, grad)
@@ -150,26 +155,27 @@ def newton_cox(
         size = 1.0
         while True:
             trial = beta + size * step
-            ll_t, grad_t, hess_t, _, _ = _evaluate(data, dw, weights, trial, penalty)
+            ll_t, grad_t, hess_t, s0_t, rows_t = _evaluate(data, dw, weights, trial, penalty)
             if np.isfinite(ll_t) and ll_t >= ll - 1e-12 * abs(ll):
                 break
             size *= 0.5
             if size < 1e-6:
                 return CoxFit(coef=beta, log_likelihood=ll, n_iter=it, converged=False)
-        beta, ll, grad, hess = trial, ll_t, grad_t, hess_t
+        beta, ll, grad, hess, s0, rows = trial, ll_t, grad_t, hess_t, s0_t, rows_t
         if scale is not None and float(np.max(np.abs(beta * scale))) > MAX_STANDARDISED_COEF:
             return CoxFit(coef=beta, log_likelihood=ll, n_iter=it, converged=False)
         if float(np.max(np.abs(size * step))) < tol:
-            return CoxFit(coef=beta, log_likelihood=ll, n_iter=it, converged=True)
+            return CoxFit(coef=beta, log_likelihood=ll, n_iter=it, converged=True, s0=s0, event_rows=rows)
     return CoxFit(coef=beta, log_likelihood=ll, n_iter=max_iter, converged=False)
 
 
-def breslow_cumhaz(
-    data: _SortedData, cause: int, weights: FloatArray, beta: FloatArray, grid: FloatArray
-) -> FloatArray:
+def breslow_cumhaz(data: _SortedData, cause: int, weights: FloatArray, fit: CoxFit, grid: FloatArray) -> FloatArray:
     """Breslow baseline cumulative hazard (at the centring point) sampled at `grid` (right-continuous)."""
     dw = weights * (data.event == cause)
-    _, _, _, s0, idx = _evaluate(data, dw, weights, beta, np.zeros_like(beta))
+    if fit.s0 is not None and fit.event_rows is not None:
+        s0, idx = fit.s0, fit.event_rows
+    else:
+        _, _, _, s0, idx = _evaluate(data, dw, weights, fit.coef, np.zeros_like(fit.coef))
     jumps = dw[idx] / s0
     cum = np.cumsum(jumps)
     pos = np.searchsorted(data.time[idx], grid, side="right") - 1
@@ -278,27 +284,39 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
             coefs.append(fit.coef)
             lls.append(fit.log_likelihood)
             iters.append(fit.n_iter)
-            cumhaz.append(breslow_cumhaz(data, cause, ones, fit.coef, self.times_))
+            cumhaz.append(breslow_cumhaz(data, cause, ones, fit, self.times_))
         self.coef_ = np.stack(coefs)
         self.baseline_cumhaz_ = np.stack(cumhaz)
         self.log_likelihood_ = np.asarray(lls)
         self.n_iter_ = np.asarray(iters)
         self.n_events_ = np.asarray([int((event == c).sum()) for c in _CAUSES])
-        boot_coef = np.zeros((self.bootstrap, 2, x.shape[1]))
-        boot_cumhaz = np.zeros((self.bootstrap, 2, self.times_.size))
         fallback = max(self.penalizer, FALLBACK_PENALIZER) * self.scale_**2
-        refits = 0
-        for b, weights in enumerate(bootstrap_weights(x.shape[0], self.bootstrap, self.random_state)):
+        all_weights = bootstrap_weights(x.shape[0], self.bootstrap, self.random_state)
+
+        def replicate(b: int) -> tuple[FloatArray, FloatArray, int]:
+            weights = all_weights[b]
+            coef, cumhaz, refits = np.zeros((2, x.shape[1])), np.zeros((2, self.times_.size)), 0
             for k, cause in enumerate(_CAUSES):
-                fit = newton_cox(data, cause, weights, penalty=penalty, scale=self.scale_, start=self.coef_[k])
+                fit = newton_cox(
+                    data, cause, weights, penalty=penalty, scale=self.scale_, start=self.coef_[k], tol=_BOOT_TOL
+                )
                 if not fit.converged:
                     refits += 1
-                    fit = newton_cox(data, cause, weights, penalty=fallback, scale=self.scale_, start=self.coef_[k])
-                boot_coef[b, k] = fit.coef
-                boot_cumhaz[b, k] = breslow_cumhaz(data, cause, weights, fit.coef, self.times_)
-        self.n_boot_penalized_ = refits
-        self.boot_coef_ = boot_coef
-        self.boot_baseline_cumhaz_ = boot_cumhaz
+                    fit = newton_cox(
+                        data, cause, weights, penalty=fallback, scale=self.scale_, start=self.coef_[k], tol=_BOOT_TOL
+                    )
+                coef[k] = fit.coef
+                cumhaz[k] = breslow_cumhaz(data, cause, weights, fit, self.times_)
+            return coef, cumhaz, refits
+
+        # replicates are independent: numpy releases the GIL, so threads share the CPUs (results in order)
+        with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+            results = list(pool.map(replicate, range(self.bootstrap)))
+        self.n_boot_penalized_ = sum(r[2] for r in results)
+        self.boot_coef_ = np.stack([r[0] for r in results]) if results else np.zeros((0, 2, x.shape[1]))
+        self.boot_baseline_cumhaz_ = (
+            np.stack([r[1] for r in results]) if results else np.zeros((0, 2, self.times_.size))
+        )
         self._prepare()
         return self
 
