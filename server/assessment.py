@@ -131,6 +131,8 @@ class FeatureCache:
             return item
 
     def put(self, key: str, features: BoneFeatures) -> None:
+        if self.capacity == 0:
+            return
         with self._lock:
             self._items[key] = features
             self._items.move_to_end(key)

@@ -76,6 +76,7 @@ class ServerConfig(_Section):
     model_dir: Path | None = Field(default=None, description="model directory; default: the bundled model")
     max_message_bytes: int = Field(default=512 * MIB, ge=MIB, description="largest request or response")
     max_inline_image_bytes: int = Field(default=512 * MIB, ge=0, description="largest inline CT payload")
+    feature_cache_entries: int = Field(default=256, ge=0, description="BoneFeatures kept by series (0: no cache)")
     grace_period_s: float = Field(default=10.0, ge=0, description="graceful shutdown wait for running RPCs")
     data_roots: list[Path] = Field(default_factory=list, description="server-side folders CT/FHIR may be read from")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus /metrics port")
@@ -94,6 +95,7 @@ _ENV_KEYS = {
     "MODEL_DIR": ("model_dir",),
     "MAX_MESSAGE_BYTES": ("max_message_bytes",),
     "MAX_INLINE_IMAGE_BYTES": ("max_inline_image_bytes",),
+    "FEATURE_CACHE_ENTRIES": ("feature_cache_entries",),
     "METRICS_PORT": ("metrics_port",),
     "AUDIT_LOG": ("audit_log",),
     "FHIR_SOURCE": ("fhir", "source"),

@@ -21,7 +21,7 @@ from clinical.sources.base import FhirSource, open_source
 from fusion.artifacts import load_model
 from fusion.bundled import default_model_dir
 from server import convert, wire
-from server.assessment import Runtime, assess, extract_bone_features
+from server.assessment import FeatureCache, Runtime, assess, extract_bone_features
 from server.config import FhirSourceConfig, ServerConfig
 from server.errors import RequestError, status_for
 from server.generated.osteorisk.v1 import (
@@ -119,7 +119,11 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
             fhir = _open_fhir(self._config.fhir) if self._config.fhir else None
             pacs = PacsClient(self._config.dicomweb) if self._config.dicomweb else None
             self._runtime = Runtime(
-                model=model, fhir=fhir, pacs=pacs, max_inline_image_bytes=self._config.max_inline_image_bytes
+                model=model,
+                fhir=fhir,
+                pacs=pacs,
+                max_inline_image_bytes=self._config.max_inline_image_bytes,
+                feature_cache=FeatureCache(capacity=self._config.feature_cache_entries),
             )
         except Exception as exc:
             self._load_error = " ".join(str(exc).split())
