@@ -227,3 +227,42 @@ def bootstrap_weights(n: int, replicates: int, seed: int) -> npt.NDArray[np.floa
     """(replicates, n) multinomial resampling counts (the ordinary bootstrap as frequency weights), seeded."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB007]))
     return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
+
+
+def cif_from_increments(d1: FloatArray, d2: FloatArray, horizon_index: npt.NDArray[np.intp]) -> FloatArray:
+    """Cumulative incidence of cause 1 (n, H) from each patient's own cause-specific cumulative-hazard
+    increments d1, d2 of shape (n, G) (models without proportional hazards: forests)."""
+    cif = np.zeros(d1.shape[0])
+    surv = np.ones(d1.shape[0])
+    at = np.empty_like(d1)
+    for g in range(d1.shape[1]):
+        tot = d1[:, g] + d2[:, g]
+        event_prob = -np.expm1(-tot)
+        cif += surv * event_prob * d1[:, g] / np.maximum(tot, 1e-300)
+        surv *= 1.0 - event_prob
+        at[:, g] = cif
+    return np.asarray(at[:, horizon_index])
+
+
+class ReplicateIntervals:
+    """`predict_cumulative_incidence` and `predict_interval` for models whose `_cif(X, horizons, replicates)`
+    gives (n, R, H) incidences: the point estimate first, then the bootstrap replicates."""
+
+    bootstrap: int
+
+    def _cif(self, X: npt.ArrayLike, horizons: npt.ArrayLike, replicates: int) -> FloatArray:
+        raise NotImplementedError
+
+    def predict_cumulative_incidence(self, X: npt.ArrayLike, horizons: npt.ArrayLike) -> FloatArray:
+        """(n, H) cumulative incidence of the outcome by each horizon (years), death competing."""
+        return self._cif(X, horizons, 1)[:, 0, :]
+
+    def predict_interval(self, X: npt.ArrayLike, horizons: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(estimate, lo, hi), each (n, H): the incidence and its 95% bootstrap interval (NaN without replicates)."""
+        if self.bootstrap < 2:
+            est = self.predict_cumulative_incidence(X, horizons)
+            return est, np.full_like(est, np.nan), np.full_like(est, np.nan)
+        cif = self._cif(X, horizons, self.bootstrap + 1)
+        est = cif[:, 0, :]
+        lo, hi = logit_bootstrap_interval(est, cif[:, 1:, :])
+        return est, lo, hi

@@ -29,10 +29,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from fusion.errors import CohortError, FusionError, ModelArtifactError
 from fusion.models.competing import (
     FloatArray,
+    ReplicateIntervals,
     bootstrap_weights,
     check_horizons,
+    cif_from_increments,
     grid_for_horizons,
-    logit_bootstrap_interval,
     split_target,
 )
 
@@ -122,7 +123,7 @@ def _pack(forest: Any, grid: FloatArray, prefix: str) -> dict[str, npt.NDArray[A
     }
 
 
-class CauseSpecificForest(BaseEstimator):  # type: ignore[misc]
+class CauseSpecificForest(ReplicateIntervals, BaseEstimator):  # type: ignore[misc]
     """Cause-specific random survival forests combined into cumulative incidence (see module docstring)."""
 
     def __init__(
@@ -209,29 +210,8 @@ class CauseSpecificForest(BaseEstimator):  # type: ignore[misc]
             haz = [_interp_columns(self.times_, t.cumhaz(x), grid.points) for t in self._trees[b]]
             d1 = np.diff(np.concatenate([np.zeros((x.shape[0], 1)), haz[0]], axis=1), axis=1).clip(min=0)
             d2 = np.diff(np.concatenate([np.zeros((x.shape[0], 1)), haz[1]], axis=1), axis=1).clip(min=0)
-            cif = np.zeros(x.shape[0])
-            surv = np.ones(x.shape[0])
-            at = np.empty((x.shape[0], grid.points.size))
-            for g in range(grid.points.size):
-                tot = d1[:, g] + d2[:, g]
-                p_event = -np.expm1(-tot)
-                cif += surv * p_event * d1[:, g] / np.maximum(tot, 1e-300)
-                surv *= 1 - p_event
-                at[:, g] = cif
-            out[:, b, :] = at[:, grid.horizon_index]
+            out[:, b, :] = cif_from_increments(d1, d2, grid.horizon_index)
         return out
-
-    def predict_cumulative_incidence(self, X: npt.ArrayLike, horizons: npt.ArrayLike) -> FloatArray:
-        return self._cif(X, horizons, 1)[:, 0, :]
-
-    def predict_interval(self, X: npt.ArrayLike, horizons: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
-        if self.bootstrap < 2:
-            est = self.predict_cumulative_incidence(X, horizons)
-            return est, np.full_like(est, np.nan), np.full_like(est, np.nan)
-        cif = self._cif(X, horizons, self.bootstrap + 1)
-        est = cif[:, 0, :]
-        lo, hi = logit_bootstrap_interval(est, cif[:, 1:, :])
-        return est, lo, hi
 
     def to_artifact(self) -> tuple[dict[str, Any], dict[str, FloatArray]]:
         check_is_fitted(self, "arrays_")

@@ -33,9 +33,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from fusion.errors import CohortError, ModelArtifactError
 from fusion.models.competing import (
     FloatArray,
+    ReplicateIntervals,
     bootstrap_weights,
     check_horizons,
-    logit_bootstrap_interval,
     split_target,
 )
 
@@ -43,7 +43,7 @@ FORMAT = "osteorisk.deephit_net/1"
 _LAYERS = ("ct", "clinical", "shared", "head")
 
 
-class DeepHitNet(BaseEstimator):  # type: ignore[misc]
+class DeepHitNet(ReplicateIntervals, BaseEstimator):  # type: ignore[misc]
     """Discrete-time competing-risks network with CT and clinical branches (see module docstring)."""
 
     def __init__(
@@ -194,18 +194,6 @@ class DeepHitNet(BaseEstimator):  # type: ignore[misc]
             for k, hz in enumerate(h):
                 out[:, b, k] = _interp_rows(edges, cum, float(hz))
         return out
-
-    def predict_cumulative_incidence(self, X: npt.ArrayLike, horizons: npt.ArrayLike) -> FloatArray:
-        return self._cif(X, horizons, 1)[:, 0, :]
-
-    def predict_interval(self, X: npt.ArrayLike, horizons: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
-        if self.bootstrap < 2:
-            est = self.predict_cumulative_incidence(X, horizons)
-            return est, np.full_like(est, np.nan), np.full_like(est, np.nan)
-        cif = self._cif(X, horizons, self.bootstrap + 1)
-        est = cif[:, 0, :]
-        lo, hi = logit_bootstrap_interval(est, cif[:, 1:, :])
-        return est, lo, hi
 
     # ---- artifact --------------------------------------------------------------------------------
 
