@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fusion.errors import CohortError, ModelArtifactError
+from fusion.models.base import checked_rows
 from fusion.models.logistic import LogisticClassifier
 
 FloatArray = npt.NDArray[np.float64]
@@ -98,7 +99,7 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc
     def predict_proba(self, X: npt.ArrayLike) -> FloatArray:
         """(n, K) calibrated probabilities, columns in `classes_` order."""
         check_is_fitted(self, "base_")
-        x = validate_data(self, X, dtype=np.float64, reset=False)
+        x = checked_rows(self, X)
         raw = self.base_.predict_proba(x)
         if not self.maps_:
             return raw

@@ -36,6 +36,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fusion.errors import CohortError, ModelArtifactError
+from fusion.models.base import checked_rows
 from fusion.models.competing import (
     Z95,
     FloatArray,
@@ -353,17 +354,8 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
         return cached
 
     def _rows(self, X: npt.ArrayLike) -> FloatArray:
-        """X as a checked float64 matrix (a fast path for arrays the model's own callers built)."""
         check_is_fitted(self, "coef_")
-        if (
-            isinstance(X, np.ndarray)
-            and X.dtype == np.float64
-            and X.ndim == 2
-            and X.shape[1] == self.n_features_in_
-            and np.isfinite(X).all()
-        ):
-            return X
-        return np.asarray(validate_data(self, X, dtype=np.float64, reset=False))
+        return checked_rows(self, X)
 
     def _point_cif(self, x: FloatArray, grid: _Grid) -> FloatArray:
         """(n, H) incidence of the point estimate."""
@@ -447,8 +439,7 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
 
     def contributions(self, X: npt.ArrayLike) -> FloatArray:
         """(n, p) log-hazard contributions b_1j (x_j - m_j) of each feature to the outcome's hazard."""
-        check_is_fitted(self, "coef_")
-        x = validate_data(self, X, dtype=np.float64, reset=False)
+        x = self._rows(X)
         return np.asarray((x - self.mean_) * self.coef_[0])
 
     # ---- artifact --------------------------------------------------------------------------------

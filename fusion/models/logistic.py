@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fusion.errors import CohortError, ModelArtifactError
+from fusion.models.base import checked_rows
 
 FloatArray = npt.NDArray[np.float64]
 FORMAT = "osteorisk.logistic/1"
@@ -127,14 +128,14 @@ class LogisticClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def decision_function(self, X: npt.ArrayLike) -> FloatArray:
         """Linear predictors: (n,) log-odds for a binary model, (n, K-1) against the reference class."""
         check_is_fitted(self, "coef_")
-        x = validate_data(self, X, dtype=np.float64, reset=False)
+        x = checked_rows(self, X)
         eta = x @ self.coef_.T + self.intercept_
         return np.asarray(eta[:, 0] if self.classes_.size == 2 else eta)
 
     def predict_proba(self, X: npt.ArrayLike) -> FloatArray:
         """(n, K) class probabilities, columns in `classes_` order."""
         check_is_fitted(self, "coef_")
-        x = validate_data(self, X, dtype=np.float64, reset=False)
+        x = checked_rows(self, X)
         return _softmax_full(x @ self.coef_.T + self.intercept_)
 
     def predict(self, X: npt.ArrayLike) -> npt.NDArray[Any]:
