@@ -38,7 +38,9 @@ StrMap = Annotated[dict[str, str], AfterValidator(_sorted_keys)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True, allow_inf_nan=False
+    )
 
 
 class Diagnosis(_Model):

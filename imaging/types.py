@@ -139,7 +139,9 @@ StrMap = Annotated[dict[str, str], AfterValidator(_sorted_keys)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True, allow_inf_nan=False
+    )
 
 
 class ImageSource(_Model):

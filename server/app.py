@@ -23,6 +23,7 @@ from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc
 from server.observability import AuditLog, Metrics, ObservabilityInterceptor
 from server.security import Authenticator, AuthInterceptor, server_credentials
 from server.service import SERVICE_NAME, FractureRiskService
+from server.wire import DecodeGuardInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,13 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int]:
 def _build(config: ServerConfig) -> RunningServer:
     metrics = Metrics()
     authenticator = Authenticator(config.auth)
+    # outermost first: every RPC is counted and logged; credentials are checked before any request byte is parsed
     interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics)]
     if authenticator.enabled:
         interceptors.append(AuthInterceptor(authenticator))
     elif config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("authentication is off on a non-loopback address", extra={"host": config.host})
+    interceptors.append(DecodeGuardInterceptor())
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),

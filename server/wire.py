@@ -5,7 +5,13 @@ Every field is checked here, with the field path in the error (google.rpc.BadReq
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from fusion.types import DEFAULT_HORIZONS_YEARS, OUTCOMES
 from server.assessment import (
@@ -29,6 +35,7 @@ from server.convert import (
 )
 from server.errors import RequestError
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
+from server.security import Behaviour, wrap_handler
 
 _MAX_ID_LENGTH = 128
 _CONVENTIONS = ("totalsegmentator", "verse")
@@ -45,7 +52,7 @@ def _clinical(request: pb.AssessRequest) -> ClinicalInput:
     if which == "variables":
         try:
             return InlineVariables(clinical_variables_from_proto(request.variables))
-        except ValueError as exc:
+        except (ValueError, json_format.Error) as exc:
             raise RequestError("clinical.variables", "INVALID_VARIABLES", " ".join(str(exc).split())) from None
     if which == "fhir_bundle":
         if not request.fhir_bundle.json:
@@ -81,7 +88,7 @@ def imaging_input(request: pb.AssessRequest | pb.ExtractBoneFeaturesRequest, one
     if which == "bone_features":
         try:
             return PrecomputedFeatures(bone_features_from_proto(request.bone_features))  # type: ignore[union-attr]
-        except ValueError as exc:
+        except (ValueError, json_format.Error) as exc:
             raise RequestError("imaging.bone_features", "INVALID_FEATURES", " ".join(str(exc).split())) from None
     if which == "pacs_series":
         return PacsSeriesRef(request.pacs_series.study_uid, request.pacs_series.series_uid)
@@ -177,3 +184,50 @@ def _inline_image_proto(inline: InlineCt) -> pb.InlineImage:
         labels_nifti=inline.labels_nifti,
         label_convention=inline.label_convention,
     )
+
+
+class DecodeGuardInterceptor(grpc.ServerInterceptor):
+    """Requests whose bytes do not parse get INVALID_ARGUMENT naming the message type (grpcio's own answer
+    would be INTERNAL, which tells a client nothing and reads like a server fault)."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        streaming = handler.request_streaming
+
+        def decode(data: bytes, context: grpc.ServicerContext) -> Any:
+            try:
+                return parse(data)
+            except DecodeError:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request bytes are not a valid protobuf message")
+
+        def around(behaviour: Behaviour) -> Behaviour:
+            def run(request: Any, context: grpc.ServicerContext) -> Any:
+                if streaming:
+                    return behaviour((decode(item, context) for item in request), context)
+                return behaviour(decode(request, context), context)
+
+            return run
+
+        guarded = wrap_handler(handler, around)
+        return _without_deserializer(guarded)
+
+
+def _without_deserializer(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The same handler, receiving raw request bytes (the guard decodes them)."""
+    factories = (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler),
+    )
+    for behaviour, factory in factories:
+        if behaviour is not None:
+            return factory(behaviour, None, handler.response_serializer)
+    raise ValueError("RPC method handler without behaviour")

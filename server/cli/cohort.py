@@ -174,7 +174,7 @@ def register(subparsers: Any) -> None:
     report.add_argument(
         "--cox-max-rows",
         type=_positive,
-        default=200_000,
+        default=20_000,
         help="fit Cox models on a seeded random sample of at most this many rows (default: %(default)s)",
     )
     report.add_argument("--json", action="store_true", help="print a JSON summary instead of a line")
