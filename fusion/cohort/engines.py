@@ -67,6 +67,7 @@ class Engine(Protocol):
 
     name: str
     workers: int
+    shares_filesystem: bool  # the workers see this machine's files (they may write results themselves)
 
     def run(
         self, function: Callable[[T], R], tasks: Iterable[T], *, max_in_flight: int | None = None
@@ -103,6 +104,7 @@ class LocalEngine:
     """`workers` spawned processes on this machine (module docstring); 1 runs in this process."""
 
     name = "local"
+    shares_filesystem = True
 
     def __init__(self, *, workers: int = 1) -> None:
         self.workers = _check_workers(workers)
@@ -199,6 +201,7 @@ class DaskEngine:
     ) -> None:
         self._check_scheduler(scheduler)
         self.workers = _check_workers(workers)
+        self.shares_filesystem = scheduler is None  # a LocalCluster of this machine
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - a declared dependency

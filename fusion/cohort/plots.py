@@ -76,7 +76,8 @@ def _short(label: str, width: int = 16) -> str:
 
 
 def plot_forest(ax: Axes, table: pd.DataFrame, *, title: str) -> Axes:
-    """Hazard ratios with 95% intervals on a log axis: columns term, hr, lo, hi (top row first)."""
+    """Hazard ratios with 95% intervals on a log axis, values written on the right: columns term, hr, lo, hi
+    (top row first)."""
     y = np.arange(len(table))[::-1]
     ax.errorbar(
         table["hr"],
@@ -90,9 +91,20 @@ def plot_forest(ax: Axes, table: pd.DataFrame, *, title: str) -> Axes:
     )
     ax.axvline(1.0, color="#555555", lw=1, ls="--")
     ax.set_xscale("log")
+    low = float(np.nanmin(table["lo"])) if len(table) else 0.5
+    high = float(np.nanmax(table["hi"])) if len(table) else 2.0
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if low / 1.5 <= t <= high * 1.5]
+    ax.set_xticks(ticks)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_yticks(y)
     ax.set_yticklabels(table["term"], fontsize=8)
+    transform = ax.get_yaxis_transform()  # x in axes, y in data coordinates
+    for row, (hr, lo, hi) in zip(y, table[["hr", "lo", "hi"]].to_numpy(), strict=True):
+        ax.text(1.02, row, f"{hr:.2f} ({lo:.2f}-{hi:.2f})", transform=transform, va="center", fontsize=7)
+    if len(table):
+        ax.set_ylim(-0.7, len(table) - 0.1)
+        ax.text(1.02, len(table) - 0.45, "HR (95% CI)", transform=transform, va="center", fontsize=7, fontweight="bold")
     ax.set_xlabel("Hazard ratio (95% interval, log scale)")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)

@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -61,7 +61,15 @@ from fusion.cohort.sources import (
     open_table_input,
     stage_bulk_export,
 )
-from fusion.cohort.workdir import CRASH_EXIT_CODE, WorkDir, assemble_parts, crash_after, default_work_dir, fingerprint
+from fusion.cohort.workdir import (
+    CRASH_EXIT_CODE,
+    WorkDir,
+    assemble_parts,
+    crash_after,
+    default_work_dir,
+    fingerprint,
+    write_part_file,
+)
 from fusion.cohort_table import validate_cohort
 from fusion.errors import CohortError, ModelArtifactError, ModelInputError
 from fusion.features import frame_features
@@ -87,6 +95,7 @@ class ScoreJob:
     model_sha256: str
     horizons: tuple[float, ...]
     keep_columns: tuple[str, ...] | None  # None: every input column
+    part_dir: str | None = None  # set when workers share the client's filesystem: they write their parts
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ class ChunkTask:
 @dataclass(frozen=True)
 class ScoredChunk:
     index: int
-    table: pa.Table
+    table: pa.Table | None  # None when the worker wrote the part itself
     rows: int
     refused: int
 
@@ -227,6 +236,9 @@ def score_chunk(task: ChunkTask) -> ScoredChunk:
     result = pd.DataFrame(out)
     result = pd.concat([result, table[carried]], axis=1) if carried else result
     arrow = pa.Table.from_pandas(result, preserve_index=False)
+    if job.part_dir is not None:
+        write_part_file(job.part_dir, chunk.index, arrow)
+        return ScoredChunk(chunk.index, None, len(result), int(refused.sum()))
     return ScoredChunk(chunk.index, arrow, len(result), int(refused.sum()))
 
 
@@ -397,6 +409,8 @@ def score_cohort(
         work.close()
         work.remove_if_unused()
         raise
+    if runner.shares_filesystem:
+        job = replace(job, part_dir=str(work.path.resolve()))
     summary = ScoreSummary(
         output=out, engine=runner.name, workers=runner.workers, model_id=model.card.id, model_sha256=model.sha256
     )
@@ -487,7 +501,8 @@ def _score_parts(
                 raise completed.error
             scored = completed.result
             assert scored is not None
-            work.write_part(scored.index, scored.table)
+            if scored.table is not None:
+                work.write_part(scored.index, scored.table)
             bar.update(scored.rows)
             written += 1
             if crash_at is not None and written >= crash_at:

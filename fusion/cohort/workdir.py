@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,7 +283,7 @@ class WorkDir:
                 child.unlink(missing_ok=True)
 
     def part_path(self, index: int) -> Path:
-        return self.path / f"{PART_PREFIX}{index:06d}.parquet"
+        return self.path / part_name(index)
 
     def finished_parts(self) -> dict[int, Path]:
         """Chunk index -> part file, for every part a run finished."""
@@ -294,14 +295,8 @@ class WorkDir:
         return dict(sorted(found.items()))
 
     def write_part(self, index: int, table: pa.Table) -> Path:
-        """Write one finished chunk atomically (temporary name, fsync, rename)."""
-        final = self.part_path(index)
-        tmp = final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}")
-        pq.write_table(table, tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        return final
+        """Write one finished chunk atomically (see `write_part_file`)."""
+        return write_part_file(self.path, index, table)
 
     def temporary_path(self, name: str) -> Path:
         """A path in the directory for a file that becomes final by `os.replace`."""
@@ -310,6 +305,23 @@ class WorkDir:
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
         _write_json_atomic(self.path / MANIFEST, self.manifest)
+
+
+def part_name(index: int) -> str:
+    return f"{PART_PREFIX}{index:06d}.parquet"
+
+
+def write_part_file(directory: str | Path, index: int, table: pa.Table) -> Path:
+    """Write chunk `index` into a work directory atomically: a temporary name, fsync, rename. Any process on
+    the machine may call it (worker processes write their own parts). Parts are uncompressed and
+    dictionary-free: they are read once, when the output is assembled, and writing them must be cheap."""
+    final = Path(directory) / part_name(index)
+    tmp = final.with_name(f".{final.name}{_TMP_MARK}{os.getpid()}-{threading.get_ident()}")
+    pq.write_table(table, tmp, compression="none", use_dictionary=False)
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+    return final
 
 
 def unified_schema(schemas: Iterable[pa.Schema], metadata: Mapping[bytes, bytes] | None = None) -> pa.Schema:

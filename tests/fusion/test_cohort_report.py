@@ -149,3 +149,17 @@ def test_the_cli_writes_the_report(scored: Path, tmp_path: Path, capsys: pytest.
     assert "report.html" in capsys.readouterr().out
     page = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
     assert "risk group &gt;= 20% vs &lt; 20%" in page
+
+
+def test_the_vectorised_band_is_the_metrics_interval_at_every_time(scored: Path) -> None:
+    from fusion.metrics import aalen_johansen
+
+    data = pd.read_parquet(scored)
+    time, event = data["hip_time_years"].to_numpy(), data["hip_event"].to_numpy().astype(float)
+    grid = np.array([0.0, 0.01, 0.7, 1.0, 3.3, 6.0, 9.99, 10.0, 11.5, 40.0])
+    curve = cumulative_incidence_curve(time, event, cause=1, grid=grid)
+    aj = aalen_johansen(time, event, cause=1)
+    for t, lo, hi in zip(grid, curve["lo"], curve["hi"], strict=True):
+        assert (lo, hi) == pytest.approx(aj.confidence_interval(float(t)), abs=1e-10)
+    death = cumulative_incidence_curve(time, event, cause=2, grid=grid)
+    assert death["estimate"].iloc[-1] == pytest.approx(float(aalen_johansen(time, event, cause=2)(40.0)))
