@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MIB = 1024 * 1024
 
@@ -85,6 +85,20 @@ class ServerConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     fhir: FhirSourceConfig | None = None
     dicomweb: DicomWebConfig | None = None
+
+    @model_validator(mode="after")
+    def _server_side_paths_within_data_roots(self) -> ServerConfig:
+        """With data roots configured, every server-side data path must lie inside one of them."""
+        if not self.data_roots:
+            return self
+        roots = [root.resolve() for root in self.data_roots]
+        paths = {"model_dir": self.model_dir}
+        if self.fhir is not None and not self.fhir.is_url:
+            paths["fhir.source"] = Path(self.fhir.source)
+        for name, path in paths.items():
+            if path is not None and not any(path.resolve().is_relative_to(root) for root in roots):
+                raise ValueError(f"{name} {path} lies outside the data roots {[str(r) for r in roots]}")
+        return self
 
 
 _ENV_PREFIX = "OSTEORISK_"

@@ -15,6 +15,7 @@ from clinical.errors import ClinicalError
 from fusion.errors import FusionError
 from imaging.errors import ImagingError
 from server.cli import assess, clinical, cohort, evaluate, features, models, serve, synth
+from server.client import RemoteError
 from server.config import ConfigError
 from server.errors import NotImplementedYetError, RequestError
 
@@ -29,6 +30,7 @@ _EXPECTED_ERRORS = (
     ConfigError,
     RequestError,
     NotImplementedYetError,
+    RemoteError,
     FileNotFoundError,
     PermissionError,
     IsADirectoryError,

@@ -159,3 +159,41 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
         )
         with grpc.secure_channel(target, with_cert) as channel:
             assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_cli_client_over_tls_with_a_token(tmp_path: Path, token_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from server.cli.main import main
+
+    pki = make_pki(tmp_path / "pki")
+    config = ServerConfig(
+        port=0,
+        tls=TlsConfig(cert_file=pki.server_cert, key_file=pki.server_key),
+        auth=AuthConfig(token_file=token_file),
+    )
+    secret = tmp_path / "token"
+    secret.write_text("assessor-secret\n")
+    for running in _serve(config):
+        wait_serving(
+            grpc.secure_channel(f"localhost:{running.port}", grpc.ssl_channel_credentials(pki.ca_cert.read_bytes()))
+        )
+        base = [
+            "assess",
+            "--server",
+            f"localhost:{running.port}",
+            "--tls-ca",
+            str(pki.ca_cert),
+            "--patient",
+            "p9",
+            "--var",
+            "age_years=70",
+            "--var",
+            "sex=female",
+            "--index-date",
+            "2024-01-01",
+            "--json",
+        ]
+        assert main([*base, "--token-file", str(secret)]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["patient_id"] == "p9"
+        assert main(base) == 1  # no token
+        assert "UNAUTHENTICATED" in capsys.readouterr().err
