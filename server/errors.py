@@ -40,10 +40,6 @@ class PacsNotFoundError(Exception):
     reason = "SERIES_NOT_FOUND"
 
 
-class NotImplementedYetError(Exception):
-    """A capability of the v1 contract that has not been built yet; the message names what is missing."""
-
-
 @dataclass(frozen=True)
 class _Mapping:
     code: grpc.StatusCode
@@ -92,8 +88,6 @@ def status_for(exc: Exception) -> status_pb2.Status:
     """The google.rpc.Status of a domain exception; anything unknown is INTERNAL without its text."""
     if isinstance(exc, RequestError):
         return _bad_request(grpc.StatusCode.INVALID_ARGUMENT, exc.field, exc.reason, str(exc))
-    if isinstance(exc, NotImplementedYetError):
-        return status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message=str(exc))
     for exc_type, mapping in _MAPPINGS:
         if isinstance(exc, exc_type):
             reason = str(getattr(exc, "reason", exc_type.__name__))

@@ -17,7 +17,7 @@ from imaging.errors import ImagingError
 from server.cli import assess, clinical, cohort, evaluate, features, models, serve, synth
 from server.client import RemoteError
 from server.config import ConfigError
-from server.errors import NotImplementedYetError, RequestError
+from server.errors import RequestError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,7 +29,6 @@ _EXPECTED_ERRORS = (
     FusionError,
     ConfigError,
     RequestError,
-    NotImplementedYetError,
     RemoteError,
     FileNotFoundError,
     PermissionError,

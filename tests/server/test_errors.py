@@ -10,7 +10,6 @@ from clinical import errors as clinical_errors
 from fusion import errors as fusion_errors
 from imaging import errors as imaging_errors
 from server.errors import (
-    NotImplementedYetError,
     PacsNotFoundError,
     PacsUnavailableError,
     RequestError,
@@ -34,7 +33,6 @@ from server.errors import (
         (fusion_errors.ModelArtifactError("hash mismatch"), grpc.StatusCode.FAILED_PRECONDITION),
         (PacsUnavailableError("connection refused"), grpc.StatusCode.UNAVAILABLE),
         (PacsNotFoundError("no series"), grpc.StatusCode.NOT_FOUND),
-        (NotImplementedYetError("later"), grpc.StatusCode.UNIMPLEMENTED),
         (RuntimeError("secret detail /etc/passwd"), grpc.StatusCode.INTERNAL),
     ],
 )
