@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 from fusion.design import Design, parse_term_labels
 from fusion.errors import ModelArtifactError, ModelInputError
 from fusion.features import frame_features
-from fusion.imputation import InputPlan
+from fusion.imputation import ConditionalMeans, InputPlan
 from fusion.models.calibration import CalibratedClassifier
 from fusion.types import OUTCOMES, ModelCard, Outcome
 
@@ -114,12 +114,13 @@ class DiagnosisComponent:
     design: Design
     classifier: CalibratedClassifier
 
-    def probabilities(self, values: Mapping[str, float | None]) -> tuple[dict[str, float], list[str]]:
-        """Class probabilities of one patient and the names of imputed inputs."""
+    def probabilities(self, values: Mapping[str, float | None]) -> tuple[dict[str, float], list[tuple[str, float]]]:
+        """Class probabilities of one patient, and the imputed inputs with the values used."""
         x, imputed = self.plan.row(values)
         probs = self.classifier.predict_proba(self.design.transform(x[None, :]))[0]
         classes = [str(c) for c in self.classifier.classes_]
-        return {c: float(p) for c, p in zip(classes, probs, strict=True)}, [self.plan.names[j] for j in imputed]
+        used = [(self.plan.names[j], float(x[j])) for j in imputed]
+        return {c: float(p) for c, p in zip(classes, probs, strict=True)}, used
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,8 @@ def model_files(
         "target": target,
         "outcomes": {},
     }
+    if plan.conditional is not None:
+        body["imputation"] = plan.conditional.to_json()
     files: dict[str, bytes] = {}
     for outcome, est in (survival or {}).items():
         meta, arrays = est.to_artifact()
@@ -372,6 +375,7 @@ def model_files(
         body["diagnosis"] = {
             "inputs": list(diagnosis.design.inputs),
             "terms": list(diagnosis.design.labels),
+            "imputation": diagnosis.plan.conditional.to_json() if diagnosis.plan.conditional else None,
             "classifier": diagnosis.classifier.to_json(),
         }
     files[MODEL_JSON] = _json_bytes(body)
@@ -439,7 +443,10 @@ def load_model(path: str | Path) -> LoadedModel:
         design = _design(body["inputs"], body["terms"])
         if [s.name for s in card.features] != list(design.inputs):
             raise ModelArtifactError("the manifest's features differ from the model's inputs")
-        plan = InputPlan.from_specs(card.features)
+        conditional = (
+            ConditionalMeans.from_json(body["imputation"], len(card.features)) if body.get("imputation") else None
+        )
+        plan = InputPlan.from_specs(card.features, conditional)
         survival: dict[Outcome, SurvivalEstimator] = {}
         stored = body.get("outcomes", {})
         unknown = sorted(set(stored) - set(OUTCOMES))
@@ -454,8 +461,12 @@ def load_model(path: str | Path) -> LoadedModel:
         diagnosis = None
         if body.get("diagnosis"):
             d = body["diagnosis"]
+            d_imputation = d.get("imputation")
             diagnosis = DiagnosisComponent(
-                plan=InputPlan.from_specs(card.diagnosis_features),
+                plan=InputPlan.from_specs(
+                    card.diagnosis_features,
+                    ConditionalMeans.from_json(d_imputation, len(card.diagnosis_features)) if d_imputation else None,
+                ),
                 design=_design(d["inputs"], d["terms"]),
                 classifier=CalibratedClassifier.from_json(d["classifier"]),
             )

@@ -22,7 +22,6 @@ from fusion.artifacts import LoadedModel
 from fusion.errors import ModelInputError
 from fusion.explain import explain_patient
 from fusion.features import IMAGING_SUMMARY_FEATURES, LEVEL_FEATURES, feature_row
-from fusion.imputation import imputation_warning
 from fusion.rules import diagnose, screening_flags, thresholds
 from fusion.types import (
     DEFAULT_HORIZONS_YEARS,
@@ -83,12 +82,8 @@ def _diagnosis(
         required_ok = all(values.get(s.name) is not None for s in component.plan.specs if s.required)
         if has_ct and required_ok:
             probabilities, imputed = component.probabilities(values)
-            for name in imputed:
-                j = component.plan.names.index(name)
-                warnings.append(
-                    "DIAGNOSIS_"
-                    + imputation_warning(name, float(component.plan.impute[j]), component.plan.specs[j].unit)
-                )
+            for name, value in imputed:
+                warnings.append("DIAGNOSIS_" + component.plan.warning(component.plan.names.index(name), value))
     return (
         diagnose(
             t_score=t_score,
@@ -145,7 +140,7 @@ def assess(
         imputed = risk.imputed
         for name in imputed:
             j = model.plan.names.index(name)
-            warnings.append(imputation_warning(name, float(model.plan.impute[j]), model.plan.specs[j].unit))
+            warnings.append(model.plan.warning(j, float(risk.x[j])))
         features_used = {n: float(v) for n, v in zip(model.plan.names, risk.x, strict=True)}
         for outcome in model.survival:
             est, lo, hi = risk.risks[outcome]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ MODEL_DIR_ENV = "OSTEORISK_MODEL_DIR"
 DEFAULT_N = 60_000
 DEFAULT_SEED = 20_240_501
 DEFAULT_BOOTSTRAP = 50
+HELDOUT_N = 20_000
+HELDOUT_SEED_OFFSET = 1
 DEFAULT_FEATURES: tuple[str, ...] = (
     "age_years",
     "sex",
@@ -59,10 +62,39 @@ def default_model_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models" / "default"
 
 
+def heldout_metrics(trained: TrainedModel, *, n: int, seed: int) -> dict[str, float]:
+    """Discrimination and calibration of a trained model on a synthetic cohort of another seed, next to the
+    oracle's (the true risks): Harrell's C of the 10-year incidence (death competing) and 10-year O/E
+    (Aalen-Johansen observed / mean predicted), for the card."""
+    from fusion.artifacts import load_model
+    from fusion.metrics import harrell_c, observed_expected
+    from fusion.synth import synth_cohort
+
+    held = synth_cohort(n, seed, horizons=(10.0,))
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model(trained.save(Path(tmp) / "model"))
+        scores = model.predict_frame(held.table, horizons=(10.0,))
+    out = {"heldout_n": float(n), "heldout_seed": float(seed)}
+    for prefix, tc, ec in (("mof", "time_years", "event"), ("hip", "hip_time_years", "hip_event")):
+        if f"risk_{prefix}_10y" not in scores.columns:
+            continue
+        time, event, risk = held.table[tc], held.table[ec], scores[f"risk_{prefix}_10y"]
+        truth = held.truth[f"true_risk_{prefix}_10y"]
+        out[f"heldout_harrell_c_{prefix}_10y"] = round(harrell_c(time, event, risk, horizon=10.0).c, 6)
+        out[f"heldout_oracle_harrell_c_{prefix}_10y"] = round(harrell_c(time, event, truth, horizon=10.0).c, 6)
+        out[f"heldout_oe_{prefix}_10y"] = round(observed_expected(time, event, risk, horizon=10.0).ratio, 6)
+    return out
+
+
 def build_default_model(
-    *, n: int = DEFAULT_N, seed: int = DEFAULT_SEED, bootstrap: int = DEFAULT_BOOTSTRAP
+    *,
+    n: int = DEFAULT_N,
+    seed: int = DEFAULT_SEED,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    heldout_n: int = HELDOUT_N,
 ) -> TrainedModel:
-    """Generate the synthetic cohort and train the default model (same inputs -> same bytes)."""
+    """Generate the synthetic cohort, train the default model and evaluate it on a held-out synthetic
+    cohort (seed + 1) whose figures go into the card (same inputs -> same bytes)."""
     from fusion.synth import synth_cohort
 
     cohort = synth_cohort(n, seed, truth=False).table
@@ -77,7 +109,10 @@ def build_default_model(
         intended_use=INTENDED_USE,
         not_for_clinical_use=True,
     )
-    return train_model(cohort, config)
+    trained = train_model(cohort, config)
+    if heldout_n > 0:
+        trained = trained.with_metrics(heldout_metrics(trained, n=heldout_n, seed=seed + HELDOUT_SEED_OFFSET))
+    return trained
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,10 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=DEFAULT_N, help="synthetic patients")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP)
+    parser.add_argument("--heldout-n", type=int, default=HELDOUT_N, help="held-out patients for the card (0: none)")
     args = parser.parse_args(argv)
     out = args.out or default_model_dir()
     start = time.perf_counter()
-    trained = build_default_model(n=args.n, seed=args.seed, bootstrap=args.bootstrap)
+    trained = build_default_model(n=args.n, seed=args.seed, bootstrap=args.bootstrap, heldout_n=args.heldout_n)
     trained.save(out)
     from fusion.artifacts import load_model
 

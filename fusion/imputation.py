@@ -2,9 +2,12 @@
 enforces it, precompiled into arrays so that one patient costs microseconds.
 
 - a missing input that the model declares `required` is refused (`ModelInputError` naming it);
-- any other missing input is replaced by its `impute_value` (the training median, or the mode for yes/no
-  and categorical inputs) and named in the warnings: a risk is never computed from a defaulted input
-  without saying so;
+- any other missing input is imputed and named in the warnings (a risk is never computed from a defaulted
+  input without saying so): with its `impute_value` (the training median, or the mode for yes/no and
+  categorical inputs), or, when the model carries `ConditionalMeans`, with its conditional mean given the
+  patient's other inputs (a linear regression learned on the training data, the other missing inputs
+  taken at their medians; single conditional-mean imputation, cf. van Buuren, Flexible Imputation of
+  Missing Data, 2nd ed. 2018, ch. 3), kept inside the plausible range;
 - a value outside the declared plausible range [min, max] is refused (a unit or measurement error).
 """
 
@@ -38,9 +41,11 @@ def input_error(name: str, message: str, reason: str) -> ModelInputError:
     return exc
 
 
-def imputation_warning(name: str, value: float, unit: str) -> str:
+def imputation_warning(name: str, value: float, unit: str, *, conditional: bool = False) -> str:
+    """The warning that names an imputed input and the value used in its place."""
     unit_text = "" if unit in ("", "1") else f" {unit}"
-    return f"IMPUTED_INPUT: {name} was missing; the training median/mode {value:g}{unit_text} was used"
+    how = "its conditional mean given the other inputs" if conditional else "the training median/mode"
+    return f"IMPUTED_INPUT: {name} was missing; {how}, {value:.4g}{unit_text}, was used"
 
 
 def build_specs(
@@ -76,6 +81,51 @@ def build_specs(
 
 
 @dataclass(frozen=True)
+class ConditionalMeans:
+    """x_j | other inputs ~ a_j + sum_k B_jk x~_k, x~ = the inputs with missing ones at their median."""
+
+    intercept: FloatArray  # (p,)
+    coef: FloatArray  # (p, p), zero diagonal
+
+    @classmethod
+    def fit(cls, raw: FloatArray, medians: FloatArray) -> ConditionalMeans:
+        """Least squares of each input on the others over the training rows where it is observed."""
+        p = raw.shape[1]
+        filled = np.where(np.isnan(raw), medians, raw)
+        intercept = medians.astype(np.float64).copy()
+        coef = np.zeros((p, p))
+        for j in range(p):
+            rows = ~np.isnan(raw[:, j])
+            others = [k for k in range(p) if k != j]
+            if not others or rows.sum() <= p + 1:
+                continue
+            design = np.column_stack([np.ones(int(rows.sum())), filled[rows][:, others]])
+            beta = np.linalg.lstsq(design, raw[rows, j], rcond=None)[0]
+            intercept[j] = beta[0]
+            coef[j, others] = beta[1:]
+        return cls(intercept=intercept, coef=coef)
+
+    def predict(self, filled: FloatArray) -> FloatArray:
+        """(n, p) conditional means of every input given the others (median-filled)."""
+        return np.asarray(self.intercept + filled @ self.coef.T)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "method": "conditional_mean",
+            "intercept": [float(f"{v:.12g}") for v in self.intercept],
+            "coef": [[float(f"{v:.12g}") for v in row] for row in self.coef],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], p: int) -> ConditionalMeans:
+        if data.get("method") != "conditional_mean":
+            raise ValueError(f"unknown imputation method {data.get('method')!r}")
+        intercept = np.asarray(data["intercept"], dtype=np.float64).reshape(p)
+        coef = np.asarray(data["coef"], dtype=np.float64).reshape(p, p)
+        return cls(intercept=intercept, coef=coef)
+
+
+@dataclass(frozen=True)
 class InputPlan:
     """Compiled `FeatureSpec`s: names, impute values, ranges and the required mask as arrays."""
 
@@ -85,19 +135,24 @@ class InputPlan:
     low: FloatArray
     high: FloatArray
     required: npt.NDArray[np.bool_]
-    warnings: tuple[str, ...]
+    conditional: ConditionalMeans | None = None
 
     @classmethod
-    def from_specs(cls, specs: Sequence[FeatureSpec]) -> InputPlan:
+    def from_specs(cls, specs: Sequence[FeatureSpec], conditional: ConditionalMeans | None = None) -> InputPlan:
         return cls(
+            conditional=conditional,
             specs=tuple(specs),
             names=tuple(s.name for s in specs),
             impute=np.array([np.nan if s.impute_value is None else s.impute_value for s in specs]),
             low=np.array([-np.inf if s.min is None else s.min for s in specs]),
             high=np.array([np.inf if s.max is None else s.max for s in specs]),
             required=np.array([s.required for s in specs], dtype=bool),
-            warnings=tuple(imputation_warning(s.name, s.impute_value or 0.0, s.unit) for s in specs),
         )
+
+    def warning(self, j: int, value: float) -> str:
+        """The imputation warning of input j imputed with `value`."""
+        s = self.specs[j]
+        return imputation_warning(s.name, value, s.unit, conditional=self.conditional is not None)
 
     def row(self, values: Mapping[str, float | None]) -> tuple[FloatArray, list[int]]:
         """One patient: (x, indices of imputed inputs). Raises `ModelInputError` for a required missing input
@@ -113,7 +168,6 @@ class InputPlan:
                     "provide it (it cannot be imputed)",
                     "MISSING_REQUIRED_INPUT",
                 )
-            x[missing] = self.impute[missing]
         bad = ~missing & ((x < self.low) | (x > self.high))
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
@@ -124,7 +178,20 @@ class InputPlan:
                 "(a unit or measurement error?)",
                 "OUT_OF_RANGE",
             )
+        if missing.any():
+            x = self._impute(x[None, :], missing[None, :])[0]
         return x, [int(j) for j in np.flatnonzero(missing)]
+
+    def _impute(self, raw: FloatArray, missing: npt.NDArray[np.bool_]) -> FloatArray:
+        """Missing entries at the median (mode), or at their conditional mean clipped to the plausible range."""
+        filled = np.where(missing, self.impute, raw)
+        if self.conditional is None:
+            return np.asarray(filled)
+        rows = missing.any(axis=1)
+        if rows.any():
+            means = np.clip(self.conditional.predict(filled[rows]), self.low, self.high)
+            filled[rows] = np.where(missing[rows], means, filled[rows])
+        return np.asarray(filled)
 
     def matrix(self, raw: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool_], list[str | None]]:
         """Many patients: (filled matrix, imputed mask, per-row refusal reason or None).
@@ -134,7 +201,7 @@ class InputPlan:
         with np.errstate(invalid="ignore"):
             out_of_range = ~missing & ((raw < self.low) | (raw > self.high))
         refused_required = missing & self.required
-        x = np.where(missing, self.impute, raw)
+        x = self._impute(np.where(out_of_range, np.nan, raw), missing | out_of_range)
         bad_rows = np.flatnonzero(out_of_range.any(axis=1) | refused_required.any(axis=1))
         reasons: list[str | None] = [None] * raw.shape[0]
         for i in bad_rows:

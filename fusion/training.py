@@ -8,9 +8,11 @@ diagnosis of patients without DXA or vBMD. The `logistic` kind fits one calibrat
 or categorical `target` column (e.g. GLOW500's FRACTURE), with cross-validated AUC in the card.
 
 Inputs: by default the canonical feature columns present (`fusion.cohort_table.feature_columns`), minus
-empty or constant ones. Missing training values are imputed with the training median (mode for yes/no and
-categorical inputs), the same value the model later imputes, and the fraction imputed goes into the card.
-Rows missing a required input are dropped (counted in the card).
+empty, constant or duplicated ones. Missing values (training and scoring alike) are imputed by their
+conditional mean given the patient's other inputs (`imputation="conditional"`, a linear regression learned
+on the training rows; `fusion.imputation.ConditionalMeans`) or by the training median / mode
+(`imputation="median"`); the fraction imputed goes into the card. Rows missing a required input are
+dropped (counted in the card).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from fusion.cohort_table import feature_columns
 from fusion.design import Design, expand_terms, split_terms, term_inputs
 from fusion.errors import CohortError
 from fusion.features import IMAGING_SUMMARY_FEATURES, LEVEL_FEATURES, encode_column, frame_features
-from fusion.imputation import InputPlan, build_specs
+from fusion.imputation import ConditionalMeans, InputPlan, build_specs
 from fusion.models.calibration import CalibratedClassifier
 from fusion.models.competing import competing_target
 from fusion.models.logistic import LogisticClassifier
@@ -76,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     bootstrap: int = 50
     calibration: str = "platt"
+    imputation: str = "conditional"
     cv: int = 5
     diagnosis: bool = True
     model_id: str | None = None
@@ -95,6 +98,8 @@ class TrainConfig:
             raise CohortError(f"bootstrap must be 0 or >= 2 replicates, got {self.bootstrap}")
         if self.calibration not in ("platt", "isotonic", "none"):
             raise CohortError(f"calibration must be platt, isotonic or none, got {self.calibration!r}")
+        if self.imputation not in ("conditional", "median"):
+            raise CohortError(f"imputation must be conditional or median, got {self.imputation!r}")
         if self.cv < 2:
             raise CohortError(f"cv must be >= 2 folds, got {self.cv}")
 
@@ -109,6 +114,11 @@ class TrainedModel:
 
     def save(self, out_dir: str | Path) -> Path:
         return write_model_dir(Path(out_dir), self.card, self.files)
+
+    def with_metrics(self, metrics: Mapping[str, float]) -> TrainedModel:
+        """The same model with `metrics` added to its card (e.g. held-out evaluation figures)."""
+        card = self.card.model_copy(update={"metrics": {**self.card.metrics, **metrics}})
+        return TrainedModel(card=card, files=self.files, warnings=self.warnings)
 
 
 def frame_sha256(frame: pd.DataFrame) -> str:
@@ -160,8 +170,13 @@ def _design(frame: pd.DataFrame, spec: Sequence[str], categorical: Sequence[str]
 
 
 def _prepare_inputs(
-    frame: pd.DataFrame, design: Design, required: Sequence[str], categorical: Sequence[str], metrics: dict[str, float]
-) -> tuple[list[FeatureSpec], FloatArray, npt.NDArray[np.bool_]]:
+    frame: pd.DataFrame,
+    design: Design,
+    required: Sequence[str],
+    categorical: Sequence[str],
+    metrics: dict[str, float],
+    imputation: str,
+) -> tuple[InputPlan, FloatArray, npt.NDArray[np.bool_]]:
     raw = frame_features(frame, design.inputs)
     req = [n for n in required if n in design.inputs]
     keep: npt.NDArray[np.bool_] = np.ones(len(frame), dtype=bool)
@@ -175,6 +190,8 @@ def _prepare_inputs(
     kinds = {n: "categorical" for n in categorical}
     specs = build_specs(design.inputs, raw[keep], required=req, kinds=kinds)
     plan = InputPlan.from_specs(specs)
+    if imputation == "conditional" and np.isnan(raw[keep]).any():
+        plan = InputPlan.from_specs(specs, ConditionalMeans.fit(raw[keep], plan.impute))
     for j, name in enumerate(design.inputs):
         fraction = float(np.isnan(raw[keep, j]).mean())
         if fraction > 0:
@@ -183,7 +200,7 @@ def _prepare_inputs(
     bad = [r for r in reasons if r is not None]
     if bad:
         raise CohortError(f"{len(bad)} training rows hold implausible values (e.g. {bad[0]}); clean the cohort")
-    return specs, filled, keep
+    return plan, filled, keep
 
 
 def _survival_estimator(config: TrainConfig, design: Design) -> Any:
@@ -223,7 +240,7 @@ def _train_diagnosis(
     sub = frame.loc[labelled]
     design = Design.identity(names)
     dmetrics: dict[str, float] = {}
-    specs, x, keep = _prepare_inputs(sub, design, config.required, (), dmetrics)
+    plan, x, keep = _prepare_inputs(sub, design, config.required, (), dmetrics, config.imputation)
     y = labels[keep]
     try:
         clf = CalibratedClassifier(
@@ -238,8 +255,8 @@ def _train_diagnosis(
     metrics["diagnosis_n"] = float(y.size)
     for c, n in zip(*np.unique(y, return_counts=True), strict=True):
         metrics[f"diagnosis_n_{c}"] = float(n)
-    component = DiagnosisComponent(plan=InputPlan.from_specs(specs), design=design, classifier=clf)
-    return component, specs
+    component = DiagnosisComponent(plan=plan, design=design, classifier=clf)
+    return component, list(plan.specs)
 
 
 def _classifier_metrics(
@@ -284,7 +301,8 @@ def _train_model(frame: pd.DataFrame, config: TrainConfig, data_sha256: str | No
         exclude = [config.target] if config.target else []
         spec = _default_inputs(frame, exclude, warnings)
     design = _design(frame, spec, config.categorical)
-    specs, x_raw, keep = _prepare_inputs(frame, design, config.required, config.categorical, metrics)
+    plan, x_raw, keep = _prepare_inputs(frame, design, config.required, config.categorical, metrics, config.imputation)
+    specs = list(plan.specs)
     terms = design.transform(x_raw)
     rows = frame.loc[keep]
     survival: dict[Outcome, SurvivalEstimator] = {}
@@ -334,7 +352,7 @@ def _train_model(frame: pd.DataFrame, config: TrainConfig, data_sha256: str | No
                 diagnosis, diagnosis_specs = trained
     files = model_files(
         kind=config.kind,
-        plan=InputPlan.from_specs(specs),
+        plan=plan,
         design=design,
         survival=survival,
         classifier=classifier,

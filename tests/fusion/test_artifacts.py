@@ -109,8 +109,8 @@ def test_writing_refuses_to_clobber_a_foreign_directory(model_dir: Path, tmp_pat
 
 def test_rebuilding_gives_byte_identical_files(tmp_path: Path) -> None:
     """The bundled model's code path at small n: same seed -> same bytes -> same manifest hash."""
-    first = build_default_model(n=2500, seed=77, bootstrap=4).save(tmp_path / "a")
-    second = build_default_model(n=2500, seed=77, bootstrap=4).save(tmp_path / "b")
+    first = build_default_model(n=2500, seed=77, bootstrap=4, heldout_n=1500).save(tmp_path / "a")
+    second = build_default_model(n=2500, seed=77, bootstrap=4, heldout_n=1500).save(tmp_path / "b")
     for name in sorted(p.name for p in first.iterdir()):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     a, b = load_model(first), load_model(second)
@@ -118,6 +118,8 @@ def test_rebuilding_gives_byte_identical_files(tmp_path: Path) -> None:
     assert a.card.created.year == 1970 or a.card.created == b.card.created
     assert "synthetic" in a.card.trained_on and "NOT FOR CLINICAL USE" in a.card.intended_use
     assert a.card.not_for_clinical_use
+    assert a.card.metrics["heldout_seed"] == 78 and 0.5 < a.card.metrics["heldout_harrell_c_hip_10y"] < 1
+    assert "heldout_oracle_harrell_c_mof_10y" in a.card.metrics and "heldout_oe_mof_10y" in a.card.metrics
 
 
 def test_default_model_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

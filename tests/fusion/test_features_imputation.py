@@ -105,3 +105,26 @@ def test_matrix_refuses_rows_with_reasons() -> None:
     assert reasons[1] == "age_years required but missing"
     assert reasons[2] is not None and "l1_hu = 900 outside [-200, 700]" in reasons[2]
     assert np.isnan(x[1]).all() and imputed[3].tolist() == [False, False, True]
+
+
+def test_conditional_means_use_the_other_inputs_and_stay_in_range() -> None:
+    from fusion.imputation import ConditionalMeans
+
+    rng = np.random.default_rng(4)
+    age = rng.uniform(50, 90, 3000)
+    hu = 300 - 2.5 * age + rng.normal(0, 20, 3000)  # attenuation falls with age (Jang 2019)
+    raw = np.column_stack([age, hu])
+    raw[::5, 1] = np.nan
+    specs = build_specs(["age_years", "l1_hu"], raw, required=["age_years"])
+    plan = InputPlan.from_specs(specs, ConditionalMeans.fit(raw, InputPlan.from_specs(specs).impute))
+    x_old, imputed = plan.row({"age_years": 88.0, "l1_hu": None})
+    x_young, _ = plan.row({"age_years": 52.0, "l1_hu": None})
+    assert imputed == [1]
+    assert x_old[1] == pytest.approx(300 - 2.5 * 88, abs=5) and x_young[1] == pytest.approx(300 - 2.5 * 52, abs=5)
+    assert "conditional mean" in plan.warning(1, float(x_old[1]))
+    again = ConditionalMeans.from_json(plan.conditional.to_json(), 2)  # type: ignore[union-attr]
+    np.testing.assert_allclose(again.coef, plan.conditional.coef, rtol=1e-10)  # type: ignore[union-attr]
+    extreme = InputPlan.from_specs(specs, ConditionalMeans(intercept=np.array([0.0, 5000.0]), coef=np.zeros((2, 2))))
+    assert extreme.row({"age_years": 70.0, "l1_hu": None})[0][1] == 700.0  # clipped to the plausible range
+    filled, mask, _ = plan.matrix(np.array([[88.0, np.nan], [52.0, 100.0]]))
+    assert filled[0, 1] == pytest.approx(x_old[1]) and filled[1, 1] == 100.0 and mask[0, 1] and not mask[1, 1]
