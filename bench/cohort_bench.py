@@ -153,7 +153,9 @@ def main() -> None:
     dask = run_cli(["cohort", "score", "--in", str(small), "--out", str(dask_small), "--engine", "dask", *common])
     pd.testing.assert_frame_equal(pd.read_parquet(dask_small), pd.read_parquet(local_small))
     print(
-        f"{args.dask_n:,} patients: local {local['wall_s']:.1f} s, Dask LocalCluster ({args.workers} worker processes) "
+        f"{args.dask_n:,} patients: local {local['wall_s']:.1f} s "
+        f"(peak RSS {local['peak_tree_mb']:.0f} MB for the tree), "
+        f"Dask LocalCluster ({args.workers} worker processes) "
         f"{dask['wall_s']:.1f} s (cluster start included; {json.loads(dask['stdout'])['seconds']:.1f} s inside); "
         "outputs identical (pandas.testing.assert_frame_equal)"
     )
