@@ -380,3 +380,20 @@ def test_a_fhir_bulk_export_joined_with_a_features_table(model_dir: Path, tmp_pa
         score_cohort(export.directory, tmp_path / "x.parquet", model_dir=model_dir, workers=1)
     assert info.value.reason == "MISSING_INDEX_DATE"
     assert not (tmp_path / "x.parquet.work").exists(), "a run that made nothing leaves no work directory"
+
+
+def test_a_features_table_fills_the_ct_columns_of_a_table(
+    cohort: Path, scored: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    table = pd.read_parquet(cohort).iloc[:1_200]
+    ct = ["l1_hu", "mean_hu_l1_l4", "vbmd_l1_l2_mg_cm3", "hu_l1", "hu_l2", "hu_l3", "hu_l4", "genant_grade_max"]
+    features = table[["patient_id", "index_date", *ct]].assign(status="ok")
+    later = features.iloc[:5].assign(index_date=features["index_date"].iloc[:5] + pd.Timedelta(days=30), l1_hu=20.0)
+    pd.concat([features, later]).to_csv(tmp_path / "features.csv", index=False)
+    table.drop(columns=ct).to_parquet(tmp_path / "clinical.parquet", index=False)
+    out = tmp_path / "joined.parquet"
+    score_cohort(tmp_path / "clinical.parquet", out, model_dir=model_dir, workers=1, features=tmp_path / "features.csv")
+    got = pd.read_parquet(out)
+    expected = pd.read_parquet(scored).iloc[:1_200]
+    columns = [c for c in expected.columns if c.startswith(("risk_", "flag_", "diagnosis_"))] + ct
+    pd.testing.assert_frame_equal(got[columns], expected[columns], check_dtype=False, check_categorical=False)
