@@ -180,10 +180,7 @@ class LocalEngine:
 
 
 def _died_message() -> str:
-    return (
-        "a worker process died (crash or out of memory) while this task or one beside it was running; "
-        "rerun with --retry-failed (and --workers 1 to tell which)"
-    )
+    return "a worker process died (a crash or out of memory) while this task or one beside it was running"
 
 
 class DaskEngine:

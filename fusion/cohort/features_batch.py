@@ -46,7 +46,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from fusion.cohort.engines import DaskEngine, LocalEngine, make_engine
+from fusion.cohort.engines import DaskEngine, LocalEngine, WorkerDiedError, make_engine
 from fusion.cohort.workdir import CRASH_EXIT_CODE, WorkDir, crash_after, default_work_dir, fingerprint
 from fusion.errors import CohortError
 
@@ -483,6 +483,7 @@ def _run(
             if completed.error is not None:  # the worker died or the task could not run at all
                 study = completed.task.study
                 error = completed.error
+                died = isinstance(error, WorkerDiedError)
                 row: dict[str, Any] = {
                     "key": study.key,
                     "patient_id": study.patient_id,
@@ -491,7 +492,8 @@ def _run(
                     "index_date": study.index_date.isoformat() if study.index_date else None,
                     "status": "failed",
                     "error_reason": str(getattr(error, "reason", type(error).__name__)),
-                    "error": " ".join(str(error).split())[:500],
+                    "error": " ".join(str(error).split())[:500]
+                    + ("; rerun with --retry-failed (and --workers 1 to tell which study)" if died else ""),
                 }
             else:
                 row = completed.result or {}

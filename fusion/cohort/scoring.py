@@ -49,7 +49,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fusion.artifacts import LoadedModel, horizon_label, load_model
-from fusion.cohort.engines import DaskEngine, LocalEngine, make_engine
+from fusion.cohort.engines import DaskEngine, LocalEngine, WorkerDiedError, make_engine
 from fusion.cohort.flags import diagnosis_frame, flag_codes, screening_flag_frame
 from fusion.cohort.sources import (
     RECORD_ERROR,
@@ -497,6 +497,12 @@ def _score_parts(
     try:
         tasks = _tasks(reader, done, job, features, index_date)
         for completed in runner.run(score_chunk, tasks):
+            if isinstance(completed.error, WorkerDiedError):
+                raise CohortError(
+                    f"{completed.error}; the finished chunks are kept: rerun the same command to resume (with fewer "
+                    "--workers or a smaller --chunk-rows if memory ran out)",
+                    reason=completed.error.reason,
+                ) from completed.error
             if completed.error is not None:
                 raise completed.error
             scored = completed.result
