@@ -392,4 +392,10 @@ def _describe(config: TrainConfig, design: Design) -> str:
         "net": "Discrete-time competing-risks network (DeepHit likelihood) with CT and clinical branches",
     }[config.kind]
     interval = f"{config.bootstrap} bootstrap refits, logit-scale bootstrap SE" if config.bootstrap else "none"
-    return f"{what} combined into cumulative incidence; 95% intervals: {interval}. Inputs: {terms}."
+    missing = (
+        "conditional means given the other inputs" if config.imputation == "conditional" else "training median/mode"
+    )
+    return (
+        f"{what} combined into cumulative incidence; 95% intervals: {interval}. Inputs: {terms}. "
+        f"Missing inputs are imputed with {missing} and named in every report."
+    )
