@@ -18,6 +18,7 @@ Output: a label map with TotalSegmentator ids (VerSe ids when an L6 is named), `
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 
@@ -39,8 +40,8 @@ from imaging.segmentation.builtin.discs import (
     find_discs,
     segments_between,
 )
-from imaging.segmentation.builtin.grid import CoarseGrid
-from imaging.segmentation.builtin.landmarks import assign_ribs, find_rib_heads, find_sacrum_top
+from imaging.segmentation.builtin.grid import CoarseGrid, denoised, noise_sd
+from imaging.segmentation.builtin.landmarks import METAL_HU, assign_ribs, find_rib_heads, find_sacrum_top
 from imaging.segmentation.builtin.naming import name_segments
 from imaging.segmentation.builtin.parameters import BuiltinParameters
 from imaging.segmentation.builtin.spine import torso_mask, track_spine
@@ -48,8 +49,6 @@ from imaging.segmentation.mask_qc import MaskQcPolicy, assess_mask
 from imaging.types import LabelMap, SegmentationInfo, Volume
 
 __all__ = ["BuiltinBackend", "BuiltinParameters"]
-
-_METAL_HU = 2500.0  # above any bone (cortical bone stays below about 2000 HU): implants and clips
 
 
 class BuiltinBackend:
@@ -78,9 +77,16 @@ class BuiltinBackend:
             )
         check_cancelled(cancel, "finding the spine")
         torso = torso_mask(grid, params)
+        coarse_noise = noise_sd(grid.hu, torso)
+        grid = replace(grid, hu=denoised(grid.hu, coarse_noise, params.denoise_above_hu, grid.spacing))
         track = track_spine(grid, torso, params)
         check_cancelled(cancel, "finding the discs")
         tube = build_tube(array, grid, track)
+        native_noise = noise_sd(tube.values)
+        tube = replace(
+            tube,
+            values=denoised(tube.values, native_noise, params.denoise_above_hu, volume.spacing, in_plane_only=True),
+        )
         dense = dense_profile(tube, params)
         core = core_profile(tube)
         slice_mm = volume.spacing[2]
@@ -100,8 +106,8 @@ class BuiltinBackend:
             discs, lumbosacral = disc_near(
                 discs,
                 score,
-                sacrum_native - 6.0 / slice_mm,
-                sacrum_native + 18.0 / slice_mm,
+                sacrum_native - 15.0 / slice_mm,
+                sacrum_native + 12.0 / slice_mm,
                 slice_mm,
                 params.vertebra_period_mm[0],
             )
@@ -140,7 +146,7 @@ class BuiltinBackend:
             )
             flags = list(named.flags) + [f for f in qc.flags if f not in named.flags]
             confidence = named.confidence * qc.confidence
-            if float(array[box].max()) >= _METAL_HU:
+            if float(array[box].max()) >= METAL_HU:
                 flags.append(LevelFlag.METAL_NEARBY.value)
             levels.append(
                 LevelInfo(level=named.level, label=label, confidence=round(confidence, 4), flags=tuple(flags))
@@ -156,6 +162,7 @@ class BuiltinBackend:
                 "discs_found": str(sum(1 for d in discs if not d.inserted)),
                 "discs_inserted": str(sum(1 for d in discs if d.inserted)),
                 "coarse_spacing_mm": "x".join(f"{s:g}" for s in grid.spacing),
+                "noise_sd_hu": f"{native_noise:.1f}",
                 **params.as_strings(),
             },
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+from scipy.signal import find_peaks
 
 from imaging.segmentation.builtin.grid import F32, F64, CoarseGrid
 from imaging.segmentation.builtin.parameters import BuiltinParameters
@@ -105,6 +106,8 @@ class Disc:
     high: int
     strength: float
     inserted: bool = False
+    rim: float = 0.0
+    score: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -145,23 +148,66 @@ def find_discs(core: F64, dense: F64, slice_mm: float, params: BuiltinParameters
     tophat = ndimage.grey_closing(core, size=size, mode="nearest") - core
     rim = dense / max(float(np.median(dense)), 0.02)
     score: F64 = tophat * (1.0 - 0.5 * np.clip(2.0 * rim - 1.0, 0.0, 1.0))
-    runs, count = ndimage.label(score >= params.disc_min_contrast_hu)
+    # padded so that a disc at the first or last slice is a peak too
+    padded = np.concatenate(([0.0], score, [0.0]))
+    peaks, _ = find_peaks(padded, height=params.disc_min_contrast_hu, distance=max(1, round(6.0 / slice_mm)))
+    peaks = peaks - 1
     discs: list[Disc] = []
-    for label in range(1, count + 1):
-        idx = np.nonzero(runs == label)[0]
+    half = 3.0 / slice_mm  # a disc spans at most 3 mm either side of its centre here
+    for peak in peaks:
+        lo = max(0, int(np.floor(peak - half)))
+        hi = min(n - 1, int(np.ceil(peak + half)))
+        idx = np.arange(lo, hi + 1)
+        idx = idx[score[idx] >= params.disc_min_contrast_hu]
         weights = score[idx]
         centre = float(np.sum(idx * weights) / max(float(np.sum(weights)), 1e-9))
-        peak = float(score[idx].max())
-        strength = float(np.clip(peak / (2.0 * params.disc_min_contrast_hu), 0.0, 1.0))
-        # the run of a trough is widened by the closing window: keep at most 4 mm either side of its centre
-        half = 4.0 / slice_mm
-        low = max(int(idx.min()), int(np.ceil(centre - half)))
-        high = min(int(idx.max()), int(np.floor(centre + half)))
-        low, high = min(low, round(centre)), max(high, round(centre))
-        discs.append(Disc(z=centre, low=low, high=high, strength=strength))
+        value = float(score[peak])
+        strength = float(np.clip(value / (2.0 * params.disc_min_contrast_hu), 0.0, 1.0))
+        low, high = min(int(idx.min()), round(centre)), max(int(idx.max()), round(centre))
+        discs.append(Disc(z=centre, low=low, high=high, strength=strength, rim=float(rim[peak]), score=value))
     discs = _thin(discs, slice_mm, params.vertebra_period_mm[0])
+    discs = _drop_mid_body(discs)
     discs = _fill_gaps(discs, -score, slice_mm, params.vertebra_period_mm, n)
     return discs, score
+
+
+def _drop_mid_body(discs: list[Disc]) -> list[Disc]:
+    """Drop a "disc" that splits one vertebra in two (the middle of a biconcave body, a vein, a streak).
+
+    Against the period T (median of the other gaps): the shorter gap beside it is under 0.6 T, the two
+    gaps together make about one period (0.75-1.35 T), and its slices keep clearly more of the cortical ring
+    than its neighbours. At either end of the column, a candidate under 0.6 T from its only neighbour with a
+    ring (0.5 above it) goes too.
+    """
+    kept = list(discs)
+    changed = True
+    while changed and len(kept) >= 3:
+        changed = False
+        z = np.array([d.z for d in kept])
+        gaps = np.diff(z)
+        for i, b in enumerate(kept):
+            others = [g for j, g in enumerate(gaps) if j not in (i - 1, i)]
+            period = float(np.median(others)) if others else float(np.median(gaps))
+            if 0 < i < len(kept) - 1:
+                a, c = kept[i - 1], kept[i + 1]
+                split = min(b.z - a.z, c.z - b.z) < 0.6 * period and 0.75 * period <= c.z - a.z <= 1.35 * period
+                if split and b.rim >= max(a.rim, c.rim) + 0.3:
+                    kept.remove(b)
+                    changed = True
+                    break
+            else:
+                a = kept[1] if i == 0 else kept[-2]
+                if abs(b.z - a.z) < 0.6 * period and b.rim >= a.rim + 0.5:
+                    kept.remove(b)
+                    changed = True
+                    break
+    return kept
+
+
+def _disc_likeness(disc: Disc) -> tuple[bool, float]:
+    """Ranks conflicting candidates: one without a cortical ring (rim share below half the column's) beats
+    one with it, then the higher score wins."""
+    return (disc.rim < 0.5, disc.score)
 
 
 def _thin(discs: list[Disc], slice_mm: float, min_period_mm: float) -> list[Disc]:
@@ -172,7 +218,7 @@ def _thin(discs: list[Disc], slice_mm: float, min_period_mm: float) -> list[Disc
         changed = False
         for a, b in itertools.pairwise(kept):
             if (b.z - a.z) * slice_mm < min_period_mm:
-                kept.remove(a if a.strength < b.strength else b)
+                kept.remove(a if _disc_likeness(a) < _disc_likeness(b) else b)
                 changed = True
                 break
     return kept
@@ -207,7 +253,7 @@ def _fill_gaps(discs: list[Disc], ratio: F64, slice_mm: float, period_mm: tuple[
     return sorted(out, key=lambda d: d.z)
 
 
-def segments_between(discs: list[Disc], n: int, slice_mm: float, min_height_mm: float = 8.0) -> list[Segment]:
+def segments_between(discs: list[Disc], n: int, slice_mm: float, min_height_mm: float = 5.0) -> list[Segment]:
     """Vertebral segments between consecutive discs, and at both ends between a disc and the scan edge."""
     segments: list[Segment] = []
     bounds: list[Disc | None] = [None, *discs, None]
@@ -232,11 +278,12 @@ def segments_between(discs: list[Disc], n: int, slice_mm: float, min_height_mm: 
 def disc_near(
     discs: list[Disc], score: F64, low: float, high: float, slice_mm: float, min_period_mm: float
 ) -> tuple[list[Disc], Disc]:
-    """The disc whose centre lies in native slices [low, high] (the highest one), inserting a weak disc at the
-    strongest score there when none was found (e.g. the oblique L5/S1 disc just above the sacrum)."""
+    """The disc whose centre lies in native slices [low, high] (the one nearest their middle), inserting a weak
+    disc at the strongest score there when none was found (e.g. the oblique L5/S1 disc next to the alae)."""
     inside = [d for d in discs if low <= d.z <= high]
     if inside:
-        return discs, max(inside, key=lambda d: d.z)
+        middle = (low + high) / 2
+        return discs, min(inside, key=lambda d: abs(d.z - middle))
     lo, hi = max(0, int(np.floor(low))), min(len(score) - 1, int(np.ceil(high)))
     k = int(np.clip(round((low + high) / 2), 0, len(score) - 1)) if hi < lo else lo + int(np.argmax(score[lo : hi + 1]))
     inserted = Disc(z=float(k), low=k, high=k, strength=0.0, inserted=True)

@@ -61,3 +61,37 @@ class CoarseGrid:
         """Coarse (fractional) index of native voxel `index` along `axis`."""
         f = self.factors[axis]
         return (np.asarray(index, dtype=np.float64) - (f - 1) / 2.0) / f
+
+
+def noise_sd(hu: F32, mask: npt.NDArray[np.bool_] | None = None) -> float:
+    """Robust noise SD (HU) from differences of neighbouring voxels (axis 0) in soft tissue (-150..150 HU).
+
+    The median absolute deviation of the differences ignores tissue edges; dividing by sqrt(2) turns the
+    SD of a difference into the SD of one voxel.
+    """
+    a, b = hu[:-1:2], hu[1::2]
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    soft = (np.abs(a) < 150.0) & (np.abs(b) < 150.0)
+    if mask is not None:
+        soft &= mask[:-1:2][:n] & mask[1::2][:n]
+    diff = (a - b)[soft]
+    if diff.size < 100:
+        return 0.0
+    mad = float(np.median(np.abs(diff - np.median(diff))))
+    return 1.4826 * mad / float(np.sqrt(2.0))
+
+
+def denoised(
+    hu: F32, sd: float, limit_hu: float, spacing: tuple[float, float, float], in_plane_only: bool = False
+) -> F32:
+    """`hu` smoothed by a 1 mm Gaussian when its noise SD exceeds `limit_hu` (low-dose scans)."""
+    if sd <= limit_hu:
+        return hu
+    from scipy import ndimage
+
+    sigma = tuple(1.0 / s for s in spacing)
+    if in_plane_only:
+        sigma = (sigma[0], sigma[1], 0.0)
+    smoothed: F32 = ndimage.gaussian_filter(hu, sigma=sigma).astype(np.float32, copy=False)
+    return smoothed

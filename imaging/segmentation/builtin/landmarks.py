@@ -29,6 +29,8 @@ from imaging.segmentation.builtin.parameters import BuiltinParameters
 from imaging.segmentation.builtin.spine import IN_PLANE, SpineTrack, straightened
 
 B = npt.NDArray[np.bool_]
+METAL_HU = 2500.0
+"""Above any bone (cortical bone stays below about 2000 HU): implants, clips, prostheses."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,11 @@ def find_rib_heads(grid: CoarseGrid, torso: B, track: SpineTrack, params: Builti
     cut_below = (z_lo == 0) & (slope_mm >= params.rib_cut_slope_mm)
     cut_above = (z_hi == nz - 1) & (-slope_mm >= params.rib_cut_slope_mm)
     is_rib |= thin_and_attached & (cut_below | cut_above) & (r_max - r_min >= 15.0)
+    # metal (a prosthesis, screws) is not a rib
+    metal = np.zeros(n + 1, dtype=bool)
+    metal_voxels = grid.hu[x, y, z] >= METAL_HU
+    metal[np.unique(lab[metal_voxels])] = True
+    is_rib &= ~metal
     is_rib[0] = False
     medial = (r <= r_min[lab] + 6.0) & is_rib[lab]
     ml = lab[medial]

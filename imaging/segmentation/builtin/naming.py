@@ -66,9 +66,8 @@ def name_segments(
     """Level names for the segments (caudal to cranial); raises UnusableImageError without any landmark."""
     n = len(segments)
     lowest_mobile = 0 if sacrum_top is None else sacrum_top + 1
-    ribbed = [i for i in range(lowest_mobile, n) if ribs.has_ribs(i)]
+    r_low = _lowest_rib_bearing(ribs, lowest_mobile, n)
     warnings: list[str] = []
-    r_low = ribbed[0] if ribbed else None
     # Confirmed when a vertebra without ribs lies below the lowest ribbed one (a segment cut by the scan's
     # bottom still shows its upper part, where ribs articulate).
     rib_confirmed = r_low is not None and r_low - 1 >= lowest_mobile
@@ -141,6 +140,26 @@ def name_segments(
         confidence *= params.confidence_weak_disc**weak
         named.append(NamedSegment(index=i, level=level, confidence=confidence, flags=tuple(level_flags)))
     return Naming(levels=tuple(named), anchor=anchor, warnings=tuple(warnings))
+
+
+def _lowest_rib_bearing(ribs: RibEvidence, lowest_mobile: int, n: int) -> int | None:
+    """The lowest segment of the longest run of consecutive rib-bearing segments (the most cranial on a tie).
+
+    Thoracic vertebrae bear ribs one after the other; an isolated "rib" far below them (an artefact, a
+    calcified vessel) is ignored.
+    """
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for i in range(lowest_mobile, n + 1):
+        if i < n and ribs.has_ribs(i):
+            start = i if start is None else start
+        elif start is not None:
+            runs.append((start, i - 1))
+            start = None
+    if not runs:
+        return None
+    best = max(runs, key=lambda run: (run[1] - run[0], run[0]))
+    return best[0]
 
 
 def _from_ribs(n: int, r_low: int, lowest_mobile: int, *, lumbar_count: int) -> dict[int, str | None]:

@@ -16,9 +16,9 @@ class BuiltinParameters:
     """Every threshold of the builtin segmentation (units and sources in `parameters.json`)."""
 
     coarse_mm: float
+    denoise_above_hu: float
     torso_hu: float
     bone_hu: float
-    locator_window_mm: float
     canal_fluid_max_hu: float
     canal_area_mm2: Range
     canal_enclosure_mm: float

@@ -1,13 +1,12 @@
 """Finding the vertebral column on the coarse grid: torso, a rough locator, the spinal canal, the body column.
 
 1. Torso: the largest connected region denser than air.
-2. Locator: per slice, the maximum of the bone fraction over a ~40 mm slab (smoothed in-plane), weighted by a
-   prior centred on the torso's left-right midline and its posterior third. The column is the only bony
-   structure present in every slab near that point; ribs and bowel move from slice to slice.
-3. Spinal canal: near the locator, voxels of fluid density enclosed by bone in at least 7 of 8 in-plane
-   directions (the ring of body, pedicles and laminae; one open direction is allowed for the foramina). The
-   longest chain of candidates that is continuous along z (dynamic programming) is the canal.
-4. Body column: anterior to the canal, the filled cortical ring of the vertebral body (hole-filled bone);
+2. Spinal canal: in a window around the torso's left-right middle and the back 40% of its depth, voxels of
+   fluid density enclosed by bone in at least 7 of 8 in-plane directions (the ring of body, pedicles and
+   laminae; one open direction is allowed for the foramina), in regions of a canal's size. The inside of
+   an osteoporotic body looks alike but lies in front of a smaller canal. The longest chain of candidates
+   that is continuous along z (dynamic programming) is the canal.
+3. Body column: anterior to the canal, the filled cortical ring of the vertebral body (hole-filled bone);
    its centre, width and depth are interpolated along z.
 
 All coordinates here are coarse-grid indices (floats); `SpineTrack` carries them per coarse slice.
@@ -104,35 +103,27 @@ def _extents(mask: B, axis_keep: int) -> tuple[F64, F64, B]:
     return first, last, present
 
 
-def locate(grid: CoarseGrid, torso: B, params: BuiltinParameters) -> tuple[F64, F64, F64]:
-    """Rough column position per slice (coarse x, y) and the bone fraction there (0 where there is no torso).
-
-    Works on the ~4 mm locator grid: bone fraction over a `locator_window_mm` slab, smoothed in-plane
-    (sigma 5 mm), times a prior on the torso's midline and posterior third; the maximum per slice.
-    """
-    r = _locator_factor(grid)
-    sx, sy, sz = grid.spacing[0] * r, grid.spacing[1] * r, grid.spacing[2]
-    bone = _block((grid.hu > params.bone_hu) & torso, r)
-    small_torso = _block(torso, r) > 0.5
-    window = max(1, round(params.locator_window_mm / sz))
-    fraction = ndimage.uniform_filter1d(bone, size=window, axis=2, mode="nearest")
-    fraction = ndimage.gaussian_filter(fraction, sigma=(5.0 / sx, 5.0 / sy, 0.0), mode="constant")
-    x0, x1, present = _extents(small_torso, 0)
-    y0, y1, _ = _extents(small_torso, 1)
-    width = (x1 - x0) * sx
-    depth = (y1 - y0) * sy
-    xs = np.arange(fraction.shape[0], dtype=np.float64)[:, None]
-    ys = np.arange(fraction.shape[1], dtype=np.float64)[:, None]
-    prior_x = np.exp(-((((xs - (x0 + x1) / 2) * sx) / (0.2 * width + 20.0)) ** 2))
-    prior_y = np.exp(-((((ys - y0) * sy - 0.3 * depth) / (0.25 * depth + 20.0)) ** 2))
-    score = fraction * prior_x[:, None, :].astype(np.float32) * prior_y[None, :, :].astype(np.float32)
-    flat = score.reshape(-1, fraction.shape[2])
-    best = np.argmax(flat, axis=0)
-    bx, by = np.unravel_index(best, fraction.shape[:2])
-    strength = fraction[bx, by, np.arange(fraction.shape[2])].astype(np.float64)
-    strength[~present] = 0.0
-    centre = (r - 1) / 2.0
-    return bx * r + centre, by * r + centre, strength
+def search_window(grid: CoarseGrid, torso: B) -> tuple[F64, F64, tuple[int, int]]:
+    """Where to look for the canal in each slice: around the torso's left-right middle, at 40% of its depth
+    from the back, over +-25% of its width (40-90 mm) and +-30% of its depth (50-80 mm)."""
+    sx, sy, _ = grid.spacing
+    x0, x1, present = _extents(torso, 0)
+    y0, y1, _ = _extents(torso, 1)
+    if not present.any():
+        raise UnusableImageError("the CT holds no tissue denser than air", reason="NO_SPINE_FOUND")
+    fill_x, fill_y0, fill_y1 = (
+        float(np.median(x0[present])),
+        float(np.median(y0[present])),
+        float(np.median(y1[present])),
+    )
+    x1 = np.where(present, x1, float(np.median(x1[present])))
+    x0 = np.where(present, x0, fill_x)
+    y0 = np.where(present, y0, fill_y0)
+    y1 = np.where(present, y1, fill_y1)
+    width = float(np.median(x1 - x0)) * sx
+    depth = float(np.median(y1 - y0)) * sy
+    half = (round(float(np.clip(0.25 * width, 40.0, 90.0)) / sx), round(float(np.clip(0.3 * depth, 50.0, 80.0)) / sy))
+    return (x0 + x1) / 2, y0 + 0.4 * (y1 - y0), half
 
 
 def straightened(
@@ -190,11 +181,17 @@ class _Candidates:
     area_mm2: F64
 
 
-def canal_candidates(grid: CoarseGrid, loc_x: F64, loc_y: F64, params: BuiltinParameters) -> _Candidates:
-    """Fluid-density regions ringed by bone near the locator, one row per (slice, region)."""
+def keep_area(area: F64, low: float, high: float) -> B:
+    kept: B = (area >= low) & (area <= high)
+    return kept
+
+
+def canal_candidates(
+    grid: CoarseGrid, centre_x: F64, centre_y: F64, half: tuple[int, int], params: BuiltinParameters
+) -> _Candidates:
+    """Fluid-density regions ringed by bone in the search window, one row per (slice, region)."""
     sx, sy, _ = grid.spacing
-    half = (round(40.0 / sx), round(40.0 / sy))
-    window, ox, oy = straightened(grid.hu, loc_x, loc_y, half, fill=-1000.0)
+    window, ox, oy = straightened(grid.hu, centre_x, centre_y, half, fill=-1000.0)
     bone = window > params.bone_hu
     enclosed = enclosure(bone, grid.spacing, params.canal_enclosure_mm) >= params.canal_enclosure_min_directions
     smooth = ndimage.uniform_filter(window, size=(3, 3, 1))
@@ -207,16 +204,23 @@ def canal_candidates(grid: CoarseGrid, loc_x: F64, loc_y: F64, params: BuiltinPa
     area = ndimage.sum_labels(np.ones(fluid.shape, dtype=np.float32), labels, index) * sx * sy
     centre = np.asarray(ndimage.center_of_mass(fluid, labels, index), dtype=np.float64)
     low, high = params.canal_area_mm2
-    keep = (area >= low) & (area <= high)
-    centre = centre[keep]
+    sized = keep_area(area, low, high)
+    centre = centre[sized]
+    area = area[sized]
     z = centre[:, 2]
     zi = np.round(z).astype(np.int64)
-    return _Candidates(
-        x=centre[:, 0] + ox[zi],
-        y=centre[:, 1] + oy[zi],
-        z=z,
-        area_mm2=np.asarray(area[keep], dtype=np.float64),
-    )
+    x = centre[:, 0] + ox[zi]
+    y = centre[:, 1] + oy[zi]
+    # The inside of an osteoporotic body is also fluid-dense and ringed by bone, and the canal lies behind it:
+    # of two candidates 12-40 mm apart front to back in one slice, the larger front one is a body.
+    keep = np.ones(len(z), dtype=bool)
+    for i in range(len(z)):
+        same = zi == zi[i]
+        dy = (y[i] - y[same]) * sy
+        dx = np.abs(x[i] - x[same]) * sx
+        smaller_behind = (dy >= 12.0) & (dy <= 40.0) & (dx <= 10.0) & (area[same] < area[i])
+        keep[i] = not bool(np.any(smaller_behind))
+    return _Candidates(x=x[keep], y=y[keep], z=z[keep], area_mm2=np.asarray(area[keep], dtype=np.float64))
 
 
 def longest_chain(c: _Candidates, spacing: tuple[float, float, float], max_gap_mm: float) -> I64:
@@ -382,14 +386,10 @@ def track_spine(grid: CoarseGrid, torso: B, params: BuiltinParameters) -> SpineT
     """Find the canal and the vertebral body column; raise UnusableImageError when there is no spine."""
     nz = grid.shape[2]
     sz = grid.spacing[2]
-    loc_x, loc_y, strength = locate(grid, torso, params)
-    present = strength > 0.02
-    if present.sum() == 0:
+    if not np.any(grid.hu[torso] > params.bone_hu):
         raise UnusableImageError("no bone found in this CT: it cannot show a spine", reason="NO_SPINE_FOUND")
-    median_size = max(1, round(50.0 / sz)) | 1
-    loc_x = ndimage.median_filter(np.where(present, loc_x, np.median(loc_x[present])), size=median_size)
-    loc_y = ndimage.median_filter(np.where(present, loc_y, np.median(loc_y[present])), size=median_size)
-    candidates = canal_candidates(grid, loc_x, loc_y, params)
+    centre_x, centre_y, half = search_window(grid, torso)
+    candidates = canal_candidates(grid, centre_x, centre_y, half, params)
     chain = longest_chain(candidates, grid.spacing, params.chain_max_gap_mm)
     if len(chain) < 3:
         raise UnusableImageError(
