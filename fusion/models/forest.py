@@ -67,7 +67,8 @@ class _Trees:
         self.feature = arrays[f"{prefix}.feature"].astype(np.int64)
         self.threshold = arrays[f"{prefix}.threshold"].astype(np.float64)
         self.roots = arrays[f"{prefix}.roots"].astype(np.int64)
-        self.chf = arrays[f"{prefix}.chf"].astype(np.float64)  # (nodes, T)
+        self.leaf = arrays[f"{prefix}.leaf"].astype(np.int64)  # node -> row of `chf` (-1: inner node)
+        self.chf = arrays[f"{prefix}.chf"].astype(np.float64)  # (leaves, T)
 
     def cumhaz(self, x: FloatArray) -> FloatArray:
         """(n, T) mean over trees of the leaf cumulative hazard."""
@@ -82,7 +83,7 @@ class _Trees:
                 feat = self.feature[node]
                 go_left = x[rows, np.maximum(feat, 0)] <= self.threshold[node]
                 node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-            total += self.chf[node]
+            total += self.chf[self.leaf[node]]
         return total / self.roots.size
 
 
@@ -95,8 +96,9 @@ def _interp_columns(times: FloatArray, values: FloatArray, points: FloatArray) -
 
 
 def _pack(forest: Any, grid: FloatArray, prefix: str) -> dict[str, npt.NDArray[Any]]:
-    lefts, rights, feats, thresholds, chfs, roots = [], [], [], [], [], []
+    lefts, rights, feats, thresholds, chfs, roots, leaves = [], [], [], [], [], [], []
     offset = 0
+    leaf_offset = 0
     times = np.asarray(forest.unique_times_, dtype=np.float64)
     pos = np.searchsorted(times, grid, side="right") - 1
     for est in forest.estimators_:
@@ -110,15 +112,18 @@ def _pack(forest: Any, grid: FloatArray, prefix: str) -> dict[str, npt.NDArray[A
         rights.append(np.where(leaf, -1, right + offset))
         feats.append(np.where(leaf, -1, tree.feature).astype(np.int64))
         thresholds.append(tree.threshold.astype(np.float64))
-        chfs.append(np.where(leaf[:, None], sampled, 0.0).astype(np.float32))
+        chfs.append(sampled[leaf].astype(np.float32))
+        leaves.append(np.where(leaf, np.cumsum(leaf) - 1 + leaf_offset, -1))
         roots.append(offset)
         offset += tree.node_count
+        leaf_offset += int(leaf.sum())
     return {
         f"{prefix}.left": np.concatenate(lefts).astype(np.int32),
         f"{prefix}.right": np.concatenate(rights).astype(np.int32),
         f"{prefix}.feature": np.concatenate(feats).astype(np.int32),
         f"{prefix}.threshold": np.concatenate(thresholds),
         f"{prefix}.chf": np.concatenate(chfs),
+        f"{prefix}.leaf": np.concatenate(leaves).astype(np.int32),
         f"{prefix}.roots": np.asarray(roots, dtype=np.int64),
     }
 
@@ -235,8 +240,17 @@ class CauseSpecificForest(ReplicateIntervals, BaseEstimator):  # type: ignore[mi
             model._prepare()
             for reps in model._trees:
                 for trees in reps:
-                    if trees.chf.shape[1] != model.times_.size or int(trees.feature.max()) >= model.n_features_in_:
-                        raise ValueError("tree arrays do not fit the declared times or features")
+                    nodes = trees.left.size
+                    if (
+                        trees.chf.shape[1] != model.times_.size
+                        or int(trees.feature.max()) >= model.n_features_in_
+                        or int(trees.leaf.max()) >= trees.chf.shape[0]
+                        or int(max(trees.left.max(), trees.right.max(), trees.roots.max())) >= nodes
+                        or not (
+                            trees.right.size == trees.feature.size == trees.threshold.size == trees.leaf.size == nodes
+                        )
+                    ):
+                        raise ValueError("tree arrays do not fit together (times, features, nodes or leaves)")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelArtifactError(f"malformed forest model: {exc}") from exc
         return model
