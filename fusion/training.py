@@ -255,6 +255,15 @@ def _train_diagnosis(
     metrics["diagnosis_n"] = float(y.size)
     for c, n in zip(*np.unique(y, return_counts=True), strict=True):
         metrics[f"diagnosis_n_{c}"] = float(n)
+    if "osteoporosis" in clf.classes_:
+        # held-out discrimination of osteoporosis vs the rest (stratified folds, refitted, seeded)
+        oof = np.zeros(y.size)
+        k = list(clf.classes_).index("osteoporosis")
+        folds = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=config.seed)
+        for train, test in folds.split(x, y):
+            fold = LogisticClassifier(penalty=DIAGNOSIS_PENALTY).fit(x[train], y[train])
+            oof[test] = fold.predict_proba(x[test])[:, k]
+        metrics["diagnosis_cv_auc_osteoporosis"] = round(float(roc_auc_score(y == "osteoporosis", oof)), 6)
     component = DiagnosisComponent(plan=plan, design=design, classifier=clf)
     return component, list(plan.specs)
 

@@ -43,6 +43,7 @@ def test_manifest_lists_every_file_with_its_hash(model_dir: Path, model: LoadedM
     assert card["training_data_sha256"] and len(model.sha256) == 64
     assert model.outcomes == ("major_osteoporotic_fracture", "hip_fracture")
     assert model.diagnosis is not None and card["diagnosis_features"]
+    assert 0.6 < card["metrics"]["diagnosis_cv_auc_osteoporosis"] <= 1.0
 
 
 def test_a_modified_file_is_refused_before_parsing(model_dir: Path, tmp_path: Path) -> None:
