@@ -108,13 +108,16 @@ def assess(
 ) -> RiskReport:
     """Diagnosis, screening flags, cumulative incidence with 95% intervals, explanations and provenance.
 
+    `outcomes` defaults to both outcomes, or to those the model predicts.
+
     Raises `ModelInputError` when an input the model requires is missing, a value is implausible, the
     record belongs to another patient or index date, or an outcome/horizon is outside the model's range.
     """
     if not patient_id:
         raise ModelInputError("patient_id is empty", reason="MISSING_PATIENT_ID")
     _check_identity(patient_id, index_date, clinical)
-    chosen = _check_outcomes(model, outcomes)
+    # the default asks for every outcome the model predicts; an explicit request must be predictable
+    chosen = model.outcomes if outcomes is OUTCOMES else _check_outcomes(model, outcomes)
     row = feature_row(clinical, bone)
     values = row.values
     warnings = list(row.warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,17 @@ def test_one_outcome_only(model: LoadedModel) -> None:
     )
     assert {p.outcome for p in report.predictions} == {"hip_fracture"}
     assert {e.outcome for e in report.explanations} == {"hip_fracture"}
+
+
+def test_a_single_outcome_model_answers_the_default_request(tmp_path: Path) -> None:
+    from fusion.training import TrainConfig, train_model
+    from tests.fusion.model_helpers import TEST_FEATURES, small_cohort
+
+    cohort = small_cohort().drop(columns=["hip_time_years", "hip_event"])
+    config = TrainConfig(features=TEST_FEATURES, bootstrap=2, diagnosis=False)
+    model = load_model(train_model(cohort, config).save(tmp_path / "mof-only"))
+    report = assess(model, patient_id="p1", index_date=INDEX, clinical=_record(), bone=_bone())
+    assert {p.outcome for p in report.predictions} == {"major_osteoporotic_fracture"}
+    assert "HIGH_10Y_HIP_RISK" not in {f.code for f in report.screening_flags}
+    with pytest.raises(ModelInputError, match="does not predict hip_fracture"):
+        assess(model, patient_id="p1", index_date=INDEX, clinical=_record(), bone=_bone(), outcomes=("hip_fracture",))
