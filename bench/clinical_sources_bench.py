@@ -37,6 +37,12 @@ def _peak_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+def _cpu_s() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its finished children (the worker processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def run_mode(mode: str, directory: str, workers: int) -> dict[str, Any]:
     """In a fresh process: stream or extract the whole export; time it and report peak RSS."""
     from clinical.bulk import PatientStream, StreamStats, iter_cohort_records
@@ -46,6 +52,7 @@ def run_mode(mode: str, directory: str, workers: int) -> dict[str, Any]:
     dates = {pid: row["index_date"] for pid, row in truth.items()}
     del truth
     start = time.perf_counter()
+    cpu_start = _cpu_s()
     patients = errors = 0
     if mode == "stream":
         stream = PatientStream(directory, workers=workers)
@@ -59,7 +66,11 @@ def run_mode(mode: str, directory: str, workers: int) -> dict[str, Any]:
             errors += not result.ok
         partitions = stats.partitions
     seconds = time.perf_counter() - start
+    cpu_end = _cpu_s()
+    parent_cpu, worker_cpu = cpu_end[0] - cpu_start[0], cpu_end[1] - cpu_start[1]
     return {
+        "cpu_ms_per_patient": (parent_cpu + worker_cpu) * 1000 / max(patients, 1),
+        "parent_cpu_ms_per_patient": parent_cpu * 1000 / max(patients, 1),
         "mode": mode,
         "patients": patients,
         "errors": errors,
@@ -177,6 +188,12 @@ def main() -> None:
                 f"{r['patients_per_s']:.0f} patients/s; {r['partitions']} partitions; peak RSS parent "
                 f"{r['peak_rss_parent_mb']:.0f} MB, largest worker {r['peak_rss_worker_mb']:.0f} MB; "
                 f"errors {r['errors']}"
+            )
+            ceiling = args.workers * 1000 / r["cpu_ms_per_patient"]
+            print(
+                f"    CPU {r['cpu_ms_per_patient']:.3f} ms per patient "
+                f"(parent {r['parent_cpu_ms_per_patient']:.3f} ms, "
+                f"workers the rest): at most ~{ceiling:.0f} patients/s on {args.workers} idle cores"
             )
         s = single_patient(export.directory) if "single" in modes else None
         if s:

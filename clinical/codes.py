@@ -122,10 +122,10 @@ def _entry(raw: Mapping[str, Any], *, is_prefix: bool) -> CodeEntry:
 
 def codings(concept: object) -> Iterable[tuple[str | None, str | None]]:
     """(system, code) of each coding of a CodeableConcept JSON dict; tolerant of missing parts."""
-    if not isinstance(concept, Mapping):
+    if not (type(concept) is dict or isinstance(concept, Mapping)):  # the exact type first: parsed JSON is dicts
         return
     for coding in concept.get("coding") or ():
-        if isinstance(coding, Mapping):
+        if type(coding) is dict or isinstance(coding, Mapping):
             system, code = coding.get("system"), coding.get("code")
             yield (system if isinstance(system, str) else None, code if isinstance(code, str) else None)
 

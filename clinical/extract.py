@@ -27,20 +27,30 @@ lists: `clinical/data/code_lists/*.json`):
   `PatientDeceasedError` unless `allow_undated_death=True` (retrospective cohorts), then a warning.
 - Age from birthDate in completed years; a partial birth date ("1950", "1950-07") is placed at the middle
   of its period (1 July / the 15th), status "derived", with a warning.
+- Validation: the Patient and every resource a variable uses (matching code, usable status) is validated
+  before its values are read: whole, with its R4B model (`validation="full"`, the default), or in the
+  elements the extraction reads (`validation="elements"`, cohorts); see `clinical.fhir_check`.
+- Source warnings (what the source could not provide, e.g. a type a server cannot search) come first.
+
+Speed: each resource's codings are matched against every code list of its type once per record, its date
+parsed once (date strings are cached per process) and its drug matched once; cohorts of NDJSON reach a
+few thousand patients a second on 2 cores (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from statistics import fmean
 from typing import Any, Final
 
-from clinical.codes import CodeEntry, code_list, extraction_rules
+from clinical.codes import CodeEntry, CodeList, code_list, codings, extraction_rules
 from clinical.errors import FhirInputError, PatientDeceasedError, PatientNotFoundError
+from clinical.fhir_check import ValidationLevel, validator
 from clinical.fhir_values import (
+    DatedResource,
     FhirDate,
     Measured,
     parse_fhir_date,
@@ -51,7 +61,7 @@ from clinical.fhir_values import (
 )
 from clinical.medications import DrugMatch, Exposure, daily_dose_mg, exposure_of, match_drug, medication_concept
 from clinical.medications import route_is_oral as _route_is_oral
-from clinical.sources.base import CLINICAL_RESOURCE_TYPES, FhirSource
+from clinical.sources.base import CLINICAL_RESOURCE_TYPES, FhirSource, source_warnings
 from clinical.types import ClinicalRecord, ClinicalVariables, Variable
 
 FRACTURE_SITES: Final = ("hip", "vertebral", "forearm", "humerus", "other", "unspecified")
@@ -83,6 +93,28 @@ class FractureEvent:
     age_at_onset: float | None
 
 
+@dataclass(frozen=True)
+class _Coded:
+    """An Observation or Condition whose code (or an Observation component's code) is in one code list."""
+
+    resource: dict[str, Any]
+    entry: CodeEntry | None  # the entry of `resource.code`, None when only components matched
+    components: tuple[tuple[CodeEntry, Mapping[str, Any]], ...] = ()
+
+    def values(self, wanted: Collection[str]) -> list[tuple[CodeEntry, Mapping[str, Any]]]:
+        """(entry, element holding value[x]) of the resource itself and its components, in these categories."""
+        found: list[tuple[CodeEntry, Mapping[str, Any]]] = []
+        if self.entry is not None and self.entry.category in wanted:
+            found.append((self.entry, self.resource))
+        found.extend(item for item in self.components if item[0].category in wanted)
+        return found
+
+
+#: The code lists each resource type is classified against (once per record; see `_Context.coded`).
+_OBSERVATION_LISTS: Final = ("body_measures", "dxa", "smoking", "alcohol", "falls")
+_CONDITION_LISTS: Final = ("fractures", "falls", "conditions", "alcohol")
+
+
 @dataclass
 class _Context:
     patient_id: str
@@ -90,10 +122,14 @@ class _Context:
     birth: FhirDate | None
     source: FhirSource
     resources: dict[str, list[dict[str, Any]]]
+    validator: Callable[[Mapping[str, Any]], None] = validate_resource
     warnings: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
     absent_false: list[str] = field(default_factory=list)
     validated: set[int] = field(default_factory=set)
+    _dates: dict[int, DatedResource | None] = field(default_factory=dict)
+    _coded: dict[str, dict[str, list[_Coded]]] = field(default_factory=dict)
+    _drugs: dict[int, DrugMatch | None] = field(default_factory=dict)
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -102,24 +138,79 @@ class _Context:
     def validate(self, resource: Mapping[str, Any]) -> None:
         key = id(resource)
         if key not in self.validated:
-            validate_resource(resource)
+            self.validator(resource)
             self.validated.add(key)
+
+    def coded(self, resource_type: str, list_name: str) -> list[_Coded]:
+        """The resources of a type whose code is in a code list, in source order. Every resource's codings
+        are matched against every list of its type in one pass, on first use."""
+        by_list = self._coded.get(resource_type)
+        if by_list is None:
+            names = _OBSERVATION_LISTS if resource_type == "Observation" else _CONDITION_LISTS
+            by_list = _classify(self.resources[resource_type], names, components=resource_type == "Observation")
+            self._coded[resource_type] = by_list
+        return by_list[list_name]
+
+    def drug(self, resource: Mapping[str, Any]) -> DrugMatch | None:
+        """The drug a MedicationRequest/MedicationStatement names (matched once per resource)."""
+        key = id(resource)
+        if key not in self._drugs:
+            self._drugs[key] = match_drug(medication_concept(resource, self.source))
+        return self._drugs[key]
 
     def dated(self, resource: Mapping[str, Any], variable: str) -> tuple[date, bool] | None:
         """(date, is_partial) of a resource if it lies on or before the index date, else None (with a warning)."""
-        found = resource_date(resource, birth=self.birth)
-        reference = reference_of(resource)
+        key = id(resource)
+        if key in self._dates:
+            found = self._dates[key]
+        else:
+            found = self._dates[key] = resource_date(resource, birth=self.birth)
         if found is None:
-            self.warn(f"{variable}: {reference} has no date; ignored")
+            self.warn(f"{variable}: {reference_of(resource)} has no date; ignored")
             return None
         if found.fallback:
-            self.warn(f"{variable}: {reference} has no {_primary_element(resource)}; dated by {found.element}")
+            self.warn(
+                f"{variable}: {reference_of(resource)} has no {_primary_element(resource)}; dated by {found.element}"
+            )
         when = found.when.latest()
         if when > self.index_date:
             return None
         if found.when.is_partial:
-            self.warn(f"{variable}: {reference} has a partial date {found.when}; taken as {when}")
+            self.warn(f"{variable}: {reference_of(resource)} has a partial date {found.when}; taken as {when}")
         return when, found.when.is_partial
+
+
+def _classify(
+    resources: Sequence[dict[str, Any]], list_names: Sequence[str], *, components: bool
+) -> dict[str, list[_Coded]]:
+    lookups = [(name, code_list(name)) for name in list_names]
+    by_list: dict[str, list[_Coded]] = {name: [] for name in list_names}
+    for resource in resources:
+        own = tuple(codings(resource.get("code")))
+        parts: list[tuple[tuple[tuple[str | None, str | None], ...], Mapping[str, Any]]] = []
+        if components:
+            for component in resource.get("component") or ():
+                if isinstance(component, Mapping):
+                    parts.append((tuple(codings(component.get("code"))), component))
+        for name, lookup in lookups:
+            entry = _first_match(lookup, own)
+            matched: list[tuple[CodeEntry, Mapping[str, Any]]] = []
+            for part_codings, component in parts:
+                sub = _first_match(lookup, part_codings)
+                if sub is not None:
+                    matched.append((sub, component))
+            if entry is not None or matched:
+                by_list[name].append(_Coded(resource, entry, tuple(matched)))
+    return by_list
+
+
+def _first_match(lookup: CodeList, pairs: Iterable[tuple[str | None, str | None]]) -> CodeEntry | None:
+    """The entry of the first listed coding (as `CodeList.match_codeable`)."""
+    for system, code in pairs:
+        entry = lookup.match(system, code)
+        if entry is not None:
+            return entry
+    return None
 
 
 def _primary_element(resource: Mapping[str, Any]) -> str:
@@ -246,31 +337,15 @@ def _sex(ctx: _Context, patient: Mapping[str, Any]) -> Variable:
 # Observations: numeric measures
 
 
-def _observation_values(
-    ctx: _Context, resource: Mapping[str, Any], entry_filter: Iterable[str], codes_list: str
-) -> list[tuple[CodeEntry, Mapping[str, Any]]]:
-    """(code entry, element holding value[x]) for the resource itself and its components."""
-    wanted = set(entry_filter)
-    lookup = code_list(codes_list)
-    found: list[tuple[CodeEntry, Mapping[str, Any]]] = []
-    entry = lookup.match_codeable(resource.get("code"))
-    if entry is not None and entry.category in wanted:
-        found.append((entry, resource))
-    for component in resource.get("component") or ():
-        if isinstance(component, Mapping):
-            sub = lookup.match_codeable(component.get("code"))
-            if sub is not None and sub.category in wanted:
-                found.append((sub, component))
-    return found
-
-
 def _numeric_facts(ctx: _Context, variable: str, kind: str, categories: Sequence[str], codes_list: str) -> list[Fact]:
     limits = _rules()["plausible"][kind]
     facts: list[Fact] = []
-    for resource in ctx.resources["Observation"]:
-        matches = _observation_values(ctx, resource, categories, codes_list)
+    wanted = frozenset(categories)
+    for coded in ctx.coded("Observation", codes_list):
+        matches = coded.values(wanted)
         if not matches:
             continue
+        resource = coded.resource
         reference = reference_of(resource)
         if not _observation_ok(ctx, resource, variable):
             continue
@@ -382,9 +457,10 @@ def _dxa(ctx: _Context) -> Variable:
         "lumbar_spine", "hip", "hip_left", "hip_right", "femur", "femur_left", "femur_right",
         "forearm", "forearm_left", "forearm_right",
     ]  # fmt: skip
-    for resource in ctx.resources["Observation"]:
-        if _observation_values(ctx, resource, ["non_diagnostic"], "dxa"):
-            ctx.warn(f"{variable}: {reference_of(resource)} is a non-diagnostic DXA site (calcaneus/humerus); ignored")
+    for coded in ctx.coded("Observation", "dxa"):
+        if coded.values({"non_diagnostic"}):
+            reference = reference_of(coded.resource)
+            ctx.warn(f"{variable}: {reference} is a non-diagnostic DXA site (calcaneus/humerus); ignored")
     facts = _numeric_facts(ctx, variable, "dxa_t_score", diagnostic, "dxa")
     start = _window_start(ctx, variable)
     in_window = [fact for fact in facts if fact.when >= start]
@@ -420,8 +496,8 @@ def _smoking(ctx: _Context) -> Variable:
     variable = "current_smoker"
     lookup = code_list("smoking")
     facts: list[Fact] = []
-    for resource in ctx.resources["Observation"]:
-        entry = lookup.match_codeable(resource.get("code"))
+    for coded in ctx.coded("Observation", "smoking"):
+        resource, entry = coded.resource, coded.entry
         if entry is None or entry.category != "question" or not _observation_ok(ctx, resource, variable):
             continue
         ctx.validate(resource)
@@ -476,8 +552,8 @@ def _alcohol(ctx: _Context) -> Variable:
             ctx.warn(f"{variable}: taken as yes from an alcohol use disorder ({condition.reference})")
             return Variable(value=True, status="derived", sources=[condition.reference], effective=condition.when)
     audits: list[Fact] = []
-    for resource in ctx.resources["Observation"]:
-        entry = lookup.match_codeable(resource.get("code"))
+    for coded in ctx.coded("Observation", "alcohol"):
+        resource, entry = coded.resource, coded.entry
         if entry is None or entry.category != "audit_total" or not _observation_ok(ctx, resource, variable):
             continue
         ctx.validate(resource)
@@ -514,10 +590,9 @@ class _ConditionHit:
 
 
 def _conditions_matching(ctx: _Context, variable: str, list_name: str, categories: set[str]) -> list[_ConditionHit]:
-    lookup = code_list(list_name)
     hits: list[_ConditionHit] = []
-    for resource in ctx.resources["Condition"]:
-        entry = lookup.match_codeable(resource.get("code"))
+    for coded in ctx.coded("Condition", list_name):
+        resource, entry = coded.resource, coded.entry
         if entry is None or entry.category not in categories or not _condition_ok(ctx, resource, variable):
             continue
         ctx.validate(resource)
@@ -570,13 +645,16 @@ def fracture_events(ctx: _Context) -> list[FractureEvent]:
     return events
 
 
+@dataclass(frozen=True)
+class _Hit:
+    """A dated piece of evidence for an "ever before" variable."""
+
+    when: date
+    reference: str
+
+
 def _fracture_variables(ctx: _Context) -> dict[str, Variable]:
     events = fracture_events(ctx)
-
-    @dataclass(frozen=True)
-    class _Hit:
-        when: date
-        reference: str
 
     def hits(sites: set[str] | None, since: date | None = None) -> list[_Hit]:
         return [
@@ -632,8 +710,8 @@ def _falls(ctx: _Context) -> Variable:
     for hit in _conditions_matching(ctx, variable, "falls", {"fall"}):
         if hit.when >= start:
             yes.append(Fact(hit.when, True, hit.reference))
-    for resource in ctx.resources["Observation"]:
-        entry = lookup.match_codeable(resource.get("code"))
+    for coded in ctx.coded("Observation", "falls"):
+        resource, entry = coded.resource, coded.entry
         if entry is None or entry.category not in {"fall", "falls_question"}:
             continue
         if not _observation_ok(ctx, resource, variable):
@@ -738,7 +816,7 @@ def _medication_uses(ctx: _Context, variable: str, category: str) -> list[_Medic
     uses: list[_MedicationUse] = []
     for resource_type in ("MedicationRequest", "MedicationStatement"):
         for resource in ctx.resources[resource_type]:
-            drug = match_drug(medication_concept(resource, ctx.source))
+            drug = ctx.drug(resource)
             if drug is None or drug.category != category:
                 continue
             status = resource.get("status")
@@ -841,21 +919,33 @@ def _collect(source: FhirSource, patient_id: str) -> dict[str, list[dict[str, An
 
 
 def build_record(
-    source: FhirSource, patient_id: str, index_date: date, *, allow_undated_death: bool = False
+    source: FhirSource,
+    patient_id: str,
+    index_date: date,
+    *,
+    allow_undated_death: bool = False,
+    validation: ValidationLevel = "full",
 ) -> ClinicalRecord:
     """The ClinicalRecord of `patient_id` at `index_date` from a FHIR source (rules: module docstring).
+
+    `validation`: "full" validates every resource used with its fhir.resources R4B model; "elements" (what
+    cohort runs use) checks only the elements the extraction reads (`clinical.fhir_check`). Both give the
+    same record for valid resources and a `FhirInputError` naming the resource for one malformed in what
+    the extraction reads. Warnings of the source itself (`SourceWarnings`, e.g. a server that cannot
+    search a resource type) come first in the record's warnings.
 
     Errors: `PatientNotFoundError` (no such Patient), `PatientDeceasedError` (died on or before the index
     date), `FhirInputError` (malformed resources, unknown units, a birth date after the index date).
     """
     if not isinstance(index_date, date):
         raise TypeError(f"index_date must be a datetime.date, got {type(index_date).__name__}")
+    validate = validator(validation)
     patient = source.patient(patient_id)
     if patient.get("resourceType") != "Patient":
         raise PatientNotFoundError(
             f"{source.describe()}: {patient_id!r} is a {patient.get('resourceType')}, not a Patient"
         )
-    validate_resource(patient)
+    validate(patient)
     early_warnings: list[str] = []
     _check_deceased(patient, index_date, allow_undated=allow_undated_death, ctx_warn=early_warnings)
     birth = (
@@ -863,7 +953,9 @@ def build_record(
         if patient.get("birthDate")
         else None
     )
-    ctx = _Context(patient_id, index_date, birth, source, _collect(source, patient_id), warnings=early_warnings)
+    ctx = _Context(
+        patient_id, index_date, birth, source, _collect(source, patient_id), validator=validate, warnings=early_warnings
+    )
 
     weight, height, bmi = _body_measures(ctx)
     values: dict[str, Variable] = {
@@ -884,7 +976,7 @@ def build_record(
         "osteoporosis_diagnosis": _condition_variable(ctx, "osteoporosis_diagnosis", {"osteoporosis"}),
         "osteoporosis_treatment": _osteoporosis_treatment(ctx),
     }
-    warnings = list(ctx.warnings)
+    warnings = [*dict.fromkeys(source_warnings(source, patient_id)), *ctx.warnings]
     if ctx.absent_false:
         warnings.append(f"not found in the record, taken as absent: {', '.join(ctx.absent_false)}")
     if ctx.absent:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final
 
 from clinical.codes import UCUM
@@ -73,16 +73,25 @@ def parse_fhir_date(value: object, *, where: str) -> FhirDate:
     """A FHIR date/dateTime/instant string -> FhirDate; `FhirInputError` naming `where` when malformed."""
     if not isinstance(value, str):
         raise FhirInputError(f"{where}: expected a FHIR date string, got {type(value).__name__}")
+    parsed = _parse_date_text(value)
+    if isinstance(parsed, str):
+        raise FhirInputError(f"{where}: {parsed}")
+    return parsed
+
+
+@lru_cache(maxsize=65536)
+def _parse_date_text(value: str) -> FhirDate | str:
+    """The FhirDate of a date string, or why it is not one (cached: the same dates recur across resources)."""
     match = _DATE_RE.match(value.strip())
     if match is None:
-        raise FhirInputError(f"{where}: {value!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime)")
+        return f"{value!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime)"
     year_text, month_text, day_text = match.groups()
     try:
         parsed = FhirDate(int(year_text), int(month_text) if month_text else None, int(day_text) if day_text else None)
         parsed.earliest()
         parsed.latest()
     except ValueError as exc:
-        raise FhirInputError(f"{where}: {value!r} is not a valid calendar date ({exc})") from exc
+        return f"{value!r} is not a valid calendar date ({exc})"
     return parsed
 
 
@@ -247,7 +256,8 @@ _KIND_NAMES: Final = {
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Validation with the fhir.resources R4B models (lazy: only the resources the extraction uses)
+# Validation with the fhir.resources R4B models (lazy: only the resources the extraction uses; the fast
+# alternative for cohorts, and which level runs where: `clinical.fhir_check`)
 
 _MODEL_MODULES: Final = {
     "Patient": "patient",
@@ -283,8 +293,9 @@ def validate_resource(resource: Mapping[str, Any]) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         location = ".".join(str(part) for part in first.get("loc", ()))
+        where = f"{location}: " if location else ""
         raise FhirInputError(
-            f"{reference_of(resource)} is not a valid FHIR R4 {resource_type}: {location}: {first.get('msg')}"
+            f"{reference_of(resource)} is not a valid FHIR R4 {resource_type}: {where}{first.get('msg')}"
             f" ({exc.error_count()} problem{'s' if exc.error_count() != 1 else ''})"
         ) from None
 

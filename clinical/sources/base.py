@@ -10,7 +10,12 @@ source is responsible for:
 - resolving a reference to another resource, e.g. `MedicationRequest.medicationReference` ->
   `Medication/abc` (`resolve`), returning None when the source cannot;
 - listing its patients (`patient_ids`), for `--patient` defaults and cohort runs;
-- releasing what it holds (`close`; sources are context managers).
+- releasing what it holds (`close`; sources are context managers);
+- optionally, saying what it could not provide for a patient (`source_warnings(patient_id) -> list[str]`,
+  the `SourceWarnings` protocol; `SourceBase` answers none): e.g. a server that cannot search
+  FamilyMemberHistory by patient, or malformed NDJSON lines skipped. `build_record` asks after reading the
+  patient's resources and puts these warnings first in `ClinicalRecord.warnings`, so that a record built
+  from incomplete data says so. Warnings are PHI-free, like every message of a source.
 
 Implementations: `clinical.sources.bundle.BundleSource` (one Bundle JSON file or inline bytes),
 `clinical.sources.ndjson` (a Bulk Data export directory: it must define
@@ -100,11 +105,31 @@ class FhirSource(Protocol):
         ...
 
 
+@runtime_checkable
+class SourceWarnings(Protocol):
+    """The optional part of a `FhirSource`: what it could not provide for a patient."""
+
+    def source_warnings(self, patient_id: str) -> list[str]:
+        """Warnings about the patient's data as this source delivered it, asked after `resources`."""
+        ...
+
+
+def source_warnings(source: FhirSource, patient_id: str) -> list[str]:
+    """The source's warnings for a patient; none when the source does not implement `SourceWarnings`."""
+    if isinstance(source, (SourceBase, SourceWarnings)):  # the concrete class first: cheap
+        return list(source.source_warnings(patient_id))
+    return []
+
+
 class SourceBase:
-    """Shared plumbing for sources: context manager, `close` no-op, `resolve` -> None, `single_patient_id`."""
+    """Shared plumbing for sources: context manager, `close` no-op, `resolve` -> None, no source warnings."""
 
     def close(self) -> None:
         """Nothing to release by default."""
+
+    def source_warnings(self, patient_id: str) -> list[str]:
+        """Sources without limits to report have no warnings."""
+        return []
 
     def resolve(self, reference: str) -> FhirResource | None:
         """Sources that cannot resolve references return None."""

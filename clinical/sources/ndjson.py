@@ -387,6 +387,17 @@ class NdjsonSource(SourceBase):
                 os.close(fd)
             self._fds.clear()
 
+    def source_warnings(self, patient_id: str) -> list[str]:
+        """Malformed lines skipped (with on_malformed='skip') in the files read so far: the record may lack
+        resources that were on them."""
+        with self._lock:
+            indexes = [index for found in self._indexes.values() for index in found if index.skipped_lines]
+        return [
+            f"{index.source_path.name}: {index.skipped_lines} malformed line{'s' if index.skipped_lines != 1 else ''} "
+            "skipped (on_malformed='skip'); resources on them are missing from the record"
+            for index in indexes
+        ]
+
     @property
     def skipped_lines(self) -> int:
         """Malformed lines skipped so far (with on_malformed='skip') in the files indexed."""
