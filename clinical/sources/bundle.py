@@ -26,6 +26,7 @@ from clinical.sources.base import (
     FhirResource,
     SourceBase,
     check_resource,
+    gc_paused,
     parse_json,
     patient_reference,
     reference_target,
@@ -58,7 +59,8 @@ class BundleSource(SourceBase):
         cls, data: bytes, *, name: str = "inline Bundle", max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     ) -> BundleSource:
         """A Bundle sent as JSON bytes (e.g. inline in a gRPC request); refused above `max_bytes`."""
-        return cls(parse_json(data, where=name, max_bytes=max_bytes), name=name)
+        with gc_paused():  # a Bundle is many acyclic objects: no cycle collections while they are built
+            return cls(parse_json(data, where=name, max_bytes=max_bytes), name=name)
 
     @classmethod
     def from_path(cls, path: str | Path, *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> BundleSource:
@@ -72,7 +74,8 @@ class BundleSource(SourceBase):
                 "use a Bulk Data NDJSON export for large data (or raise max_bytes)",
                 reason="PAYLOAD_TOO_LARGE",
             )
-        return cls(parse_json(path.read_bytes(), where=name, max_bytes=max_bytes), name=name)
+        with gc_paused():
+            return cls(parse_json(path.read_bytes(), where=name, max_bytes=max_bytes), name=name)
 
     # FhirSource -------------------------------------------------------------------------------------
     def describe(self) -> str:

@@ -43,6 +43,7 @@ import orjson
 from clinical.errors import FhirInputError, PatientNotFoundError
 from clinical.sources.base import (
     PATIENT_REFERENCE_FIELDS,
+    UTF8_BOM,
     FhirResource,
     SourceBase,
     patient_reference,
@@ -56,7 +57,6 @@ NDJSON_SUFFIXES: Final = (".ndjson", ".ndjson.gz")
 DEFAULT_MAX_LINE_BYTES: Final = 32 * 1024 * 1024
 _TYPE_PART: Final = re.compile(r"^[A-Z][A-Za-z]{2,63}$")
 _INDEX_CACHE_SIZE: Final = 64
-UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 
 def resource_type_from_name(path: Path) -> str | None:

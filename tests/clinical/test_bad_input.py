@@ -122,3 +122,14 @@ def test_duplicate_resource_with_different_content() -> None:
     data["entry"].append(copy)
     with pytest.raises(FhirInputError, match="appears twice"):
         _from(data)
+
+
+def test_bundle_text_must_be_utf8_json_without_nan_or_excess_nesting() -> None:
+    data = json.dumps(BundleBuilder().bundle())
+    assert next(BundleSource.from_bytes(b"\xef\xbb\xbf" + data.encode()).patient_ids()) == "p1"  # BOM dropped
+    with pytest.raises(FhirInputError, match="not UTF-8 text"):
+        BundleSource.from_bytes(data.encode("utf-16"))
+    with pytest.raises(FhirInputError, match="not JSON"):
+        BundleSource.from_bytes(data.replace('"female"', "NaN").encode())
+    with pytest.raises(FhirInputError, match="nested too deeply"):
+        BundleSource.from_bytes(b"[" * 5000 + b"]" * 5000)
