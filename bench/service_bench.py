@@ -109,10 +109,35 @@ def throughput(seconds: float) -> None:
             assess_result = _load(f"127.0.0.1:{running.port}", METHOD, payload, seconds)
         finally:
             running.stop(0)
-    ratio = float(assess_result["requests_per_s"]) / float(echo_result["requests_per_s"])  # type: ignore[arg-type]
-    print("echo   :", json.dumps(echo_result))
-    print("assess :", json.dumps(assess_result))
-    print(f"assess/echo throughput ratio: {ratio:.2f}")
+        multi_result = _assess_processes(payload, seconds, processes=2)
+    print("echo                 :", json.dumps(echo_result))
+    print("assess, 1 process    :", json.dumps(assess_result))
+    print("assess, 2 processes  :", json.dumps(multi_result))
+    for name, result in (("1 process", assess_result), ("2 processes", multi_result)):
+        ratio = float(result["requests_per_s"]) / float(echo_result["requests_per_s"])  # type: ignore[arg-type]
+        print(f"assess ({name}) / echo throughput ratio: {ratio:.2f}")
+
+
+def _assess_processes(payload: Path, seconds: float, *, processes: int) -> dict[str, object]:
+    """`osteorisk serve --processes N` as a user runs it, loaded the same way."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli.main", "serve", "--port", "0", "--processes", str(processes)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        target = server.stdout.readline().split()[3]
+        for _ in range(processes * 4):  # reach every process so that each has loaded its model
+            with grpc.insecure_channel(target) as channel:
+                wait_serving(channel)
+                pb_grpc.FractureRiskServiceStub(channel).Assess(precomputed_request(), timeout=30)
+        return _load(target, METHOD, payload, seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def orthanc_ct(calls: int) -> None:

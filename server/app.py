@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from server.config import ServerConfig
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc
-from server.observability import AuditLog, Metrics, ObservabilityInterceptor
+from server.observability import AuditLog, Metrics, ObservabilityInterceptor, configure_json_logging
 from server.security import Authenticator, AuthInterceptor, server_credentials
 from server.service import SERVICE_NAME, FractureRiskService
 from server.wire import DecodeGuardInterceptor
@@ -63,7 +63,8 @@ def _build(config: ServerConfig) -> RunningServer:
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        # several server processes may share the port only when asked to (config.processes > 1)
+        ("grpc.so_reuseport", 1 if config.processes > 1 else 0),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
@@ -108,7 +109,13 @@ def start(config: ServerConfig) -> RunningServer:
 
 
 def serve(config: ServerConfig, *, ready: threading.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully (several processes when config.processes > 1)."""
+    configure_json_logging()
+    if config.processes > 1:
+        from server.multiprocess import serve_processes
+
+        serve_processes(config)
+        return
     running = start(config)
     stop_requested = threading.Event()
 

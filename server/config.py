@@ -72,7 +72,10 @@ class DicomWebConfig(_Section):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port")
-    max_workers: int = Field(default=16, ge=1, le=256)
+    max_workers: int = Field(default=16, ge=1, le=256, description="RPC threads per process")
+    processes: int = Field(
+        default=1, ge=1, le=64, description="server processes sharing the port (SO_REUSEPORT): one per core"
+    )
     model_dir: Path | None = Field(default=None, description="model directory; default: the bundled model")
     max_message_bytes: int = Field(default=512 * MIB, ge=MIB, description="largest request or response")
     max_inline_image_bytes: int = Field(default=512 * MIB, ge=0, description="largest inline CT payload")
@@ -106,6 +109,7 @@ _ENV_KEYS = {
     "HOST": ("host",),
     "PORT": ("port",),
     "MAX_WORKERS": ("max_workers",),
+    "PROCESSES": ("processes",),
     "MODEL_DIR": ("model_dir",),
     "MAX_MESSAGE_BYTES": ("max_message_bytes",),
     "MAX_INLINE_IMAGE_BYTES": ("max_inline_image_bytes",),

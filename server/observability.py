@@ -74,9 +74,16 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.in_flight = Gauge("osteorisk_requests_in_flight", "RPCs being served", registry=self.registry)
+        # multiprocess_mode applies when several server processes share one metrics directory (multiprocess.py)
+        self.in_flight = Gauge(
+            "osteorisk_requests_in_flight", "RPCs being served", registry=self.registry, multiprocess_mode="livesum"
+        )
         self.model = Gauge(
-            "osteorisk_model_info", "The loaded model (value 1)", ["id", "version", "sha256"], registry=self.registry
+            "osteorisk_model_info",
+            "The loaded model (value 1)",
+            ["id", "version", "sha256"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
     def set_model(self, model_id: str, version: str, sha256: str) -> None:
@@ -153,7 +160,9 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         self._metrics.latency.labels(method).observe(elapsed)
         if code != "OK":
             self._metrics.errors.labels(method, code).inc()
-        level = logging.WARNING if code in ("INTERNAL", "UNKNOWN") else logging.INFO
+        # failures at INFO (WARNING for server faults); successes at DEBUG: metrics count every RPC, and a
+        # log line per successful call would cost more than a fast assessment itself
+        level = logging.WARNING if code in ("INTERNAL", "UNKNOWN") else logging.DEBUG if code == "OK" else logging.INFO
         if log.isEnabledFor(level):
             log.log(
                 level,

@@ -59,13 +59,18 @@ def wait_serving(channel: object, timeout_s: float = 60.0) -> int:
     """Poll grpc.health.v1 until SERVING (the model loads in the background); return the last status."""
     import time
 
+    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     stub = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + timeout_s
     status = health_pb2.HealthCheckResponse.UNKNOWN
     while time.monotonic() < deadline:
-        status = stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        try:
+            status = stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        except grpc.RpcError as err:  # not listening yet
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
         if status == health_pb2.HealthCheckResponse.SERVING:
             break
         time.sleep(0.05)

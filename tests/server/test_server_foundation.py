@@ -111,3 +111,38 @@ def test_a_tampered_model_is_refused(tmp_path: Path) -> None:
             assert "sha256" in (err.value.details() or "")
     finally:
         running.stop(0)
+
+
+def test_several_processes_share_one_port_and_stop_together() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli.main", "serve", "--port", "0", "--processes", "2", "--metrics-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        target = re.search(r"serving on (127\.0\.0\.1:\d+) \(2 processes\)", proc.stdout.readline())
+        metrics = re.search(r"metrics on (http://\S+)", proc.stdout.readline())
+        assert target and metrics
+        for _ in range(6):  # new channels: connections spread over the processes
+            with grpc.insecure_channel(target.group(1)) as ch:
+                assert wait_serving(ch) == health_pb2.HealthCheckResponse.SERVING
+                pb_grpc.FractureRiskServiceStub(ch).GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+        import urllib.request
+
+        text = urllib.request.urlopen(metrics.group(1), timeout=10).read().decode()
+        method = "/osteorisk.v1.FractureRiskService/GetModelInfo"
+        assert f'osteorisk_requests_total{{code="OK",method="{method}"}} 6.0' in text  # summed over processes
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "stopped" in out
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
