@@ -150,7 +150,7 @@ def orthanc_ct(calls: int) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        phantom = make_phantom(seed=4242, shape=(512, 512), spacing=(0.75, 0.75, 1.0), z_extent_mm=None)
+        phantom = make_phantom(seed=4242, shape=(512, 512), spacing=(0.75, 0.75, 1.25))  # ~300 slices
         series = write_dicom_series(phantom, root / "ct", seed=4242)
         files = sorted((root / "ct").iterdir())
         print(f"phantom series: {len(files)} slices of 512x512 ({sum(f.stat().st_size for f in files) / 1e6:.0f} MB)")
