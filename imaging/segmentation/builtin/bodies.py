@@ -31,19 +31,28 @@ def _disk(radius_mm: float, spacing: tuple[float, float, float]) -> B:
     return inside
 
 
-def _central_part(region: B, cu: float, cv: float, ball: B) -> B:
-    """The part of a slice's region around the body centre: eroded by `ball` (cutting a vessel or crus that
-    lies against the body), the piece nearest the centre kept and grown back inside the region."""
-    cores = ndimage.binary_erosion(region, structure=ball)
+def _central_part(region: B, cu: float, cv: float, radius_mm: float, spacing: tuple[float, float]) -> B:
+    """The part of a slice's region around the body centre: eroded by `radius_mm` (cutting a vessel or crus
+    that lies against the body), the piece nearest the centre kept and grown back inside the region.
+
+    Erosion and dilation by a disk are thresholds of Euclidean distance maps (fast for large radii).
+    """
+    cores = ndimage.distance_transform_edt(region, sampling=spacing) > radius_mm
     labels, n = ndimage.label(cores)
     if n == 0:
         return region
-    if n > 1:
-        centres = np.asarray(ndimage.center_of_mass(cores, labels, np.arange(1, n + 1)))
-        nearest = 1 + int(np.argmin(np.hypot(centres[:, 0] - cu, centres[:, 1] - cv)))
-        cores = labels == nearest
-    kept: B = ndimage.binary_dilation(cores, structure=ball) & region
+    if n == 1:
+        opened: B = _grown(cores, radius_mm, spacing) & region
+        return opened
+    centres = np.asarray(ndimage.center_of_mass(cores, labels, np.arange(1, n + 1)))
+    nearest = 1 + int(np.argmin(np.hypot(centres[:, 0] - cu, centres[:, 1] - cv)))
+    kept: B = _grown(labels == nearest, radius_mm, spacing) & region
     return kept
+
+
+def _grown(mask: B, radius_mm: float, spacing: tuple[float, float]) -> B:
+    grown: B = ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius_mm
+    return grown
 
 
 def body_mask(tube: Tube, segment: Segment, params: BuiltinParameters) -> B:
@@ -63,7 +72,6 @@ def body_mask(tube: Tube, segment: Segment, params: BuiltinParameters) -> B:
     roi = (du * du + dv * dv <= 1.0) | ((np.abs(du) <= 0.8) & (np.abs(dv) <= 1.0) & (v < mid[None, None, :]))
     bone = (values > params.body_fill_hu) & roi
     structure = _disk(1.5, tube.spacing)
-    ball = _disk(params.neck_cut_mm, tube.spacing)
     mask = np.zeros(values.shape, dtype=bool)
     for k in range(values.shape[2]):
         section = bone[:, :, k]
@@ -71,7 +79,7 @@ def body_mask(tube: Tube, segment: Segment, params: BuiltinParameters) -> B:
             continue
         closed = ndimage.binary_closing(section, structure=structure)
         filled = ndimage.binary_fill_holes(closed) & roi[:, :, k]
-        central = _central_part(filled, tube.centre_u[segment.low + k], mid[k], ball)
+        central = _central_part(filled, tube.centre_u[segment.low + k], mid[k], params.neck_cut_mm, (su, sv))
         if central.sum() < 4:
             continue
         hull = convex_hull_image(central) & roi[:, :, k]

@@ -148,6 +148,10 @@ def find_discs(core: F64, dense: F64, slice_mm: float, params: BuiltinParameters
     tophat = ndimage.grey_closing(core, size=size, mode="nearest") - core
     rim = dense / max(float(np.median(dense)), 0.02)
     score: F64 = tophat * (1.0 - 0.5 * np.clip(2.0 * rim - 1.0, 0.0, 1.0))
+    # Thick slices (4-5 mm) blur one of a disc's two endplates away, so the trough fades; there, the gap in
+    # the cortical ring weighs in, up to `disc_min_contrast_hu` at 5 mm (nothing at 2.5 mm and below).
+    weight = params.disc_min_contrast_hu * float(np.clip((slice_mm - 2.5) / 2.5, 0.0, 1.0))
+    score = score + weight * np.clip(1.0 - rim, 0.0, 1.0)
     # padded so that a disc at the first or last slice is a peak too
     padded = np.concatenate(([0.0], score, [0.0]))
     peaks, _ = find_peaks(padded, height=params.disc_min_contrast_hu, distance=max(1, round(6.0 / slice_mm)))
@@ -168,6 +172,7 @@ def find_discs(core: F64, dense: F64, slice_mm: float, params: BuiltinParameters
     discs = _thin(discs, slice_mm, params.vertebra_period_mm[0])
     discs = _drop_mid_body(discs)
     discs = _fill_gaps(discs, -score, slice_mm, params.vertebra_period_mm, n)
+    discs = _drop_mid_body(discs)  # a gap filled next to a split body exposes the split
     return discs, score
 
 

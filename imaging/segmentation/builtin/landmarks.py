@@ -2,9 +2,10 @@
 
 Ribs (coarse grid): bone outside the column's core (body, canal and posterior elements) is split into
 connected parts. A rib is a part that runs far laterally (`rib_reach_mm` from the canal, beyond any lumbar
-transverse process), whose medial end lies against the column (`rib_attach_mm` from the core: the
-costovertebral joint) behind the front of the body, and which is thin (bone volume per mm of lateral reach
-below `rib_max_section_mm2`, unlike the ilium). A rib cut by the scan's edge is recognised by its slope: it
+transverse process), whose medial end lies against the column (`rib_attach_mm` from the core, and within
+`rib_contact_mm` of the column's own bone: the costovertebral joint; an enhanced kidney is kept away by the
+psoas) behind the front of the body, and which is thin (bone volume per mm of lateral reach below
+`rib_max_section_mm2`, unlike the ilium). A rib cut by the scan's edge is recognised by its slope: it
 runs from its head to the edge, dropping at least `rib_cut_slope_mm`, while a transverse process is level.
 The rib belongs to the segment holding its medial end.
 
@@ -26,7 +27,7 @@ from scipy import ndimage
 from imaging.segmentation.builtin.discs import Segment
 from imaging.segmentation.builtin.grid import CoarseGrid
 from imaging.segmentation.builtin.parameters import BuiltinParameters
-from imaging.segmentation.builtin.spine import IN_PLANE, SpineTrack, straightened
+from imaging.segmentation.builtin.spine import IN_PLANE, SpineTrack, disk, straightened
 
 B = npt.NDArray[np.bool_]
 METAL_HU = 2500.0
@@ -69,10 +70,16 @@ class RibHead:
 def find_rib_heads(grid: CoarseGrid, torso: B, track: SpineTrack, params: BuiltinParameters) -> list[RibHead]:
     """The medial ends of the ribs (bone parts outside the column's core that run far laterally)."""
     sx, sy, _ = grid.spacing
-    bone = (grid.hu > params.bone_hu) & torso & ~_core(grid, track)
+    core = _core(grid, track)
+    dense = (grid.hu > params.bone_hu) & torso
+    bone = dense & ~core
     labels, n = ndimage.label(bone, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 0:
         return []
+    # a rib articulates with the column: some of it lies within `rib_contact_mm` of the column's own bone
+    # (an enhanced kidney or a vessel lateral to the psoas does not)
+    column_bone = dense & core
+    near_column = ndimage.binary_dilation(column_bone, structure=disk(params.rib_contact_mm, grid.spacing))
     x, y, z = np.nonzero(labels)
     lab = labels[x, y, z]
     r = np.abs(x - track.canal_x[z]) * sx
@@ -108,6 +115,9 @@ def find_rib_heads(grid: CoarseGrid, torso: B, track: SpineTrack, params: Builti
     metal_voxels = grid.hu[x, y, z] >= METAL_HU
     metal[np.unique(lab[metal_voxels])] = True
     is_rib &= ~metal
+    touching = np.zeros(n + 1, dtype=bool)
+    touching[np.unique(lab[near_column[x, y, z]])] = True
+    is_rib &= touching
     is_rib[0] = False
     medial = (r <= r_min[lab] + 6.0) & is_rib[lab]
     ml = lab[medial]

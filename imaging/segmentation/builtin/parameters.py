@@ -35,6 +35,7 @@ class BuiltinParameters:
     vertebra_period_mm: Range
     rib_reach_mm: float
     rib_attach_mm: float
+    rib_contact_mm: float
     rib_cut_slope_mm: float
     rib_max_section_mm2: float
     sacrum_half_width_mm: float
