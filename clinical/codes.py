@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -128,6 +128,43 @@ def codings(concept: object) -> Iterable[tuple[str | None, str | None]]:
         if type(coding) is dict or isinstance(coding, Mapping):
             system, code = coding.get("system"), coding.get("code")
             yield (system if isinstance(system, str) else None, code if isinstance(code, str) else None)
+
+
+class CodeIndex:
+    """Several code lists matched at once: one dict lookup per coding answers for every list.
+
+    `match_all(pairs)` gives, per list, the entry `CodeList.match_codeable` would give: the entry of the
+    first coding that the list holds (exactly, or by ICD-10-CM prefix).
+    """
+
+    def __init__(self, lists: Sequence[CodeList]) -> None:
+        self.lists = tuple(lists)
+        exact: dict[tuple[str, str], list[tuple[int, CodeEntry]]] = {}
+        for number, lookup in enumerate(self.lists):
+            for key, entry in lookup._exact.items():
+                exact.setdefault(key, []).append((number, entry))
+        self._exact = {key: tuple(hits) for key, hits in exact.items()}
+        self._with_prefixes = tuple(number for number, lookup in enumerate(self.lists) if lookup._prefixes)
+
+    def match_all(self, pairs: Iterable[tuple[str | None, str | None]]) -> list[CodeEntry | None]:
+        found: list[CodeEntry | None] = [None] * len(self.lists)
+        for system, code in pairs:
+            if not system or not code:
+                continue
+            for number, entry in self._exact.get((system, code), ()):
+                if found[number] is None:
+                    found[number] = entry
+            if system == ICD10CM:
+                for number in self._with_prefixes:
+                    if found[number] is None:
+                        found[number] = self.lists[number].match(system, code)
+        return found
+
+
+@cache
+def code_index(names: tuple[str, ...]) -> CodeIndex:
+    """A `CodeIndex` over the named code lists (built once per process)."""
+    return CodeIndex([code_list(name) for name in names])
 
 
 @cache

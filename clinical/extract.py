@@ -40,13 +40,13 @@ few thousand patients a second on 2 cores (bench/RESULTS.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from statistics import fmean
 from typing import Any, Final
 
-from clinical.codes import CodeEntry, CodeList, code_list, codings, extraction_rules
+from clinical.codes import CodeEntry, code_index, code_list, codings, extraction_rules
 from clinical.errors import FhirInputError, PatientDeceasedError, PatientNotFoundError
 from clinical.fhir_check import ValidationLevel, validator
 from clinical.fhir_values import (
@@ -181,36 +181,26 @@ class _Context:
 
 
 def _classify(
-    resources: Sequence[dict[str, Any]], list_names: Sequence[str], *, components: bool
+    resources: Sequence[dict[str, Any]], list_names: tuple[str, ...], *, components: bool
 ) -> dict[str, list[_Coded]]:
-    lookups = [(name, code_list(name)) for name in list_names]
+    index = code_index(list_names)
     by_list: dict[str, list[_Coded]] = {name: [] for name in list_names}
     for resource in resources:
-        own = tuple(codings(resource.get("code")))
-        parts: list[tuple[tuple[tuple[str | None, str | None], ...], Mapping[str, Any]]] = []
+        own = index.match_all(codings(resource.get("code")))
+        parts: list[tuple[list[CodeEntry | None], Mapping[str, Any]]] = []
         if components:
             for component in resource.get("component") or ():
                 if isinstance(component, Mapping):
-                    parts.append((tuple(codings(component.get("code"))), component))
-        for name, lookup in lookups:
-            entry = _first_match(lookup, own)
+                    parts.append((index.match_all(codings(component.get("code"))), component))
+        for number, name in enumerate(list_names):
             matched: list[tuple[CodeEntry, Mapping[str, Any]]] = []
-            for part_codings, component in parts:
-                sub = _first_match(lookup, part_codings)
-                if sub is not None:
-                    matched.append((sub, component))
-            if entry is not None or matched:
-                by_list[name].append(_Coded(resource, entry, tuple(matched)))
+            for found, part in parts:
+                entry = found[number]
+                if entry is not None:
+                    matched.append((entry, part))
+            if own[number] is not None or matched:
+                by_list[name].append(_Coded(resource, own[number], tuple(matched)))
     return by_list
-
-
-def _first_match(lookup: CodeList, pairs: Iterable[tuple[str | None, str | None]]) -> CodeEntry | None:
-    """The entry of the first listed coding (as `CodeList.match_codeable`)."""
-    for system, code in pairs:
-        entry = lookup.match(system, code)
-        if entry is not None:
-            return entry
-    return None
 
 
 def _primary_element(resource: Mapping[str, Any]) -> str:

@@ -61,15 +61,32 @@ _ID_RE: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 class _InvalidElementError(Exception):
-    """A problem at an element path (internal: turned into a FhirInputError naming the resource)."""
+    """A problem with an element (internal: turned into a FhirInputError naming the resource).
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
+    The element's path is assembled as the error propagates out (`within`), so that checking valid
+    resources never builds path strings.
+    """
+
+    def __init__(self, message: str, *, at: str | int | None = None) -> None:
+        super().__init__(message)
         self.message = message
+        self.parts: list[str | int] = [] if at is None else [at]
+
+    def within(self, part: str | int) -> None:
+        self.parts.insert(0, part)
+
+    @property
+    def path(self) -> str:
+        text = ""
+        for part in self.parts:
+            if isinstance(part, int):
+                text += f"[{part}]"
+            else:
+                text += f".{part}" if text else part
+        return text
 
 
-Check = Callable[[Any, str], None]
+Check = Callable[[Any], None]
 
 
 def _json_type(value: object) -> str:
@@ -86,57 +103,57 @@ def _json_type(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _string(value: Any, path: str) -> None:
+def _string(value: Any) -> None:
     if not isinstance(value, str) or not value:
-        raise _InvalidElementError(path, f"expected a non-empty string, got {_json_type(value)}")
+        raise _InvalidElementError(f"expected a non-empty string, got {_json_type(value)}")
 
 
-def _uri(value: Any, path: str) -> None:
+def _uri(value: Any) -> None:
     if not isinstance(value, str):
-        raise _InvalidElementError(path, f"expected a uri (a string), got {_json_type(value)}")
+        raise _InvalidElementError(f"expected a uri (a string), got {_json_type(value)}")
 
 
-def _code(value: Any, path: str) -> None:
+def _code(value: Any) -> None:
     if not isinstance(value, str) or not _CODE_RE.fullmatch(value):
         raise _InvalidElementError(
-            path, f"expected a code (a string without leading, trailing or double spaces), got {value!r:.40}"
+            f"expected a code (a string without leading, trailing or double spaces), got {value!r:.40}"
         )
 
 
-def _id(value: Any, path: str) -> None:
+def _id(value: Any) -> None:
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise _InvalidElementError(path, f"expected an id (1-64 characters of A-Z a-z 0-9 - .), got {value!r:.70}")
+        raise _InvalidElementError(f"expected an id (1-64 characters of A-Z a-z 0-9 - .), got {value!r:.70}")
 
 
-def _boolean(value: Any, path: str) -> None:
+def _boolean(value: Any) -> None:
     if not isinstance(value, bool):
-        raise _InvalidElementError(path, f"expected a boolean (true/false), got {_json_type(value)}")
+        raise _InvalidElementError(f"expected a boolean (true/false), got {_json_type(value)}")
 
 
-def _integer(value: Any, path: str) -> None:
+def _integer(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _InvalidElementError(path, f"expected an integer (a JSON number), got {_json_type(value)}")
+        raise _InvalidElementError(f"expected an integer (a JSON number), got {_json_type(value)}")
     if not -2_147_483_648 <= value <= 2_147_483_647:
-        raise _InvalidElementError(path, f"{value} is outside the 32-bit range of a FHIR integer")
+        raise _InvalidElementError(f"{value} is outside the 32-bit range of a FHIR integer")
 
 
-def _positive_int(value: Any, path: str) -> None:
-    _integer(value, path)
+def _positive_int(value: Any) -> None:
+    _integer(value)
     if value < 1:
-        raise _InvalidElementError(path, f"expected a positiveInt (>= 1), got {value}")
+        raise _InvalidElementError(f"expected a positiveInt (>= 1), got {value}")
 
 
-def _unsigned_int(value: Any, path: str) -> None:
-    _integer(value, path)
+def _unsigned_int(value: Any) -> None:
+    _integer(value)
     if value < 0:
-        raise _InvalidElementError(path, f"expected an unsignedInt (>= 0), got {value}")
+        raise _InvalidElementError(f"expected an unsignedInt (>= 0), got {value}")
 
 
-def _decimal(value: Any, path: str) -> None:
+def _decimal(value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _InvalidElementError(path, f"expected a decimal (a JSON number), got {_json_type(value)}")
+        raise _InvalidElementError(f"expected a decimal (a JSON number), got {_json_type(value)}")
     if value != value or value in (float("inf"), float("-inf")):
-        raise _InvalidElementError(path, f"expected a finite decimal, got {value}")
+        raise _InvalidElementError(f"expected a finite decimal, got {value}")
 
 
 def _dated(pattern: re.Pattern[str], kind: str) -> Check:
@@ -150,12 +167,12 @@ def _dated(pattern: re.Pattern[str], kind: str) -> Check:
             return f"{value!r:.40} is not a calendar date"
         return None
 
-    def check(value: Any, path: str) -> None:
+    def check(value: Any) -> None:
         if not isinstance(value, str):
-            raise _InvalidElementError(path, f"expected a FHIR {kind} string, got {_json_type(value)}")
+            raise _InvalidElementError(f"expected a FHIR {kind} string, got {_json_type(value)}")
         found = problem(value)
         if found is not None:
-            raise _InvalidElementError(path, found)
+            raise _InvalidElementError(found)
 
     return check
 
@@ -168,13 +185,17 @@ _instant = _dated(_INSTANT_RE, "instant (YYYY-MM-DDThh:mm:ss with a time zone)")
 def _many(check: Check) -> Check:
     """An element that repeats: a JSON array of items, none null."""
 
-    def check_list(value: Any, path: str) -> None:
+    def check_list(value: Any) -> None:
         if not isinstance(value, list):
-            raise _InvalidElementError(path, f"expected an array (the element repeats), got {_json_type(value)}")
+            raise _InvalidElementError(f"expected an array (the element repeats), got {_json_type(value)}")
         for number, item in enumerate(value):
             if item is None:
-                raise _InvalidElementError(f"{path}[{number}]", "null is not allowed in an array")
-            check(item, f"{path}[{number}]")
+                raise _InvalidElementError("null is not allowed in an array", at=number)
+            try:
+                check(item)
+            except _InvalidElementError as problem:
+                problem.within(number)
+                raise
 
     return check_list
 
@@ -223,42 +244,44 @@ def _compile(spec: _Spec) -> _Compiled:
 def _object(spec: _Spec) -> Check:
     compiled: _Compiled | None = None
 
-    def check(value: Any, path: str) -> None:
+    def check(value: Any) -> None:
         nonlocal compiled
         if not isinstance(value, dict):
-            raise _InvalidElementError(path, f"expected a {spec.name} (a JSON object), got {_json_type(value)}")
+            raise _InvalidElementError(f"expected a {spec.name} (a JSON object), got {_json_type(value)}")
         if compiled is None:
             compiled = _compile(spec)  # on first use: imports the R4B model
-        _check_fields(value, path, compiled, spec.name)
+        _check_fields(value, compiled, spec.name)
 
     return check
 
 
-def _check_fields(value: dict[str, Any], path: str, compiled: _Compiled, type_name: str) -> None:
+def _check_fields(value: dict[str, Any], compiled: _Compiled, type_name: str) -> None:
     elements = compiled.elements
     chosen: dict[str, str] | None = None
     for key, item in value.items():
         element = elements.get(key)
         if element is None:
-            raise _InvalidElementError(f"{path}.{key}" if path else key, f"is not an element of {type_name} in FHIR R4")
+            raise _InvalidElementError(f"is not an element of {type_name} in FHIR R4", at=key)
         if item is None:
             continue
         check, choice = element
         if check is not None:
-            check(item, f"{path}.{key}" if path else key)
+            try:
+                check(item)
+            except _InvalidElementError as problem:
+                problem.within(key)
+                raise
         if choice is not None:
             if chosen is None:
                 chosen = {}
             elif choice in chosen:
-                raise _InvalidElementError(
-                    f"{path}.{choice}[x]" if path else f"{choice}[x]",
-                    f"given as {chosen[choice]} and {key}; a choice element takes one type",
-                )
+                message = f"given as {chosen[choice]} and {key}; a choice element takes one type"
+                raise _InvalidElementError(message, at=f"{choice}[x]")
             chosen[choice] = key
     for label, options in compiled.required:
         if all(value.get(option) is None and value.get(f"_{option}") is None for option in options):
             what = f"one of {', '.join(options)}" if len(options) > 1 else "the element"
-            raise _InvalidElementError(f"{path}.{label}" if path else label, f"{what} is required")
+            raise _InvalidElementError(f"{what} is required", at=label)
 
 
 _CODING = _object(_Spec("coding", "Coding", (("system", _uri), ("code", _code), ("display", _string))))
@@ -332,13 +355,13 @@ _MEDICATION_SPEC: Final = _Spec("medication", "Medication", (("id", _id), ("code
 _CONTAINED_MEDICATION = _object(_MEDICATION_SPEC)
 
 
-def _contained(value: Any, path: str) -> None:
+def _contained(value: Any) -> None:
     """A contained resource: an object with a resourceType; a Medication (what medicationReference "#id"
     points at) is checked as one."""
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-        raise _InvalidElementError(path, "expected a contained resource (a JSON object with a resourceType)")
+        raise _InvalidElementError("expected a contained resource (a JSON object with a resourceType)")
     if value["resourceType"] == "Medication":
-        _CONTAINED_MEDICATION(value, path)
+        _CONTAINED_MEDICATION(value)
 
 
 _MEDICATION_USE: Final = (
@@ -445,10 +468,11 @@ def check_elements(resource: Mapping[str, Any]) -> None:
     if check is None:
         return
     try:
-        check(resource, "")
+        check(resource)
     except _InvalidElementError as problem:
+        where = f"{problem.path}: " if problem.parts else ""
         raise FhirInputError(
-            f"{reference_of(resource)} is not a valid FHIR R4 {resource_type}: {problem.path}: {problem.message}"
+            f"{reference_of(resource)} is not a valid FHIR R4 {resource_type}: {where}{problem.message}"
         ) from None
 
 
