@@ -41,7 +41,13 @@ from imaging.segmentation.builtin.discs import (
     segments_between,
 )
 from imaging.segmentation.builtin.grid import CoarseGrid, denoised, noise_sd
-from imaging.segmentation.builtin.landmarks import METAL_HU, assign_ribs, find_rib_heads, find_sacrum_top
+from imaging.segmentation.builtin.landmarks import (
+    METAL_HU,
+    assign_ribs,
+    find_rib_heads,
+    find_sacrum_top,
+    transverse_reach,
+)
 from imaging.segmentation.builtin.naming import name_segments
 from imaging.segmentation.builtin.parameters import BuiltinParameters
 from imaging.segmentation.builtin.spine import torso_mask, track_spine
@@ -117,7 +123,8 @@ class BuiltinBackend:
             ribs = assign_ribs(heads, segments, slice_mm)
             if sacrum_top is None:
                 sacrum_top = -1  # the sacrum lies below the first segment: L5 is segment 0
-        naming = name_segments(segments, ribs, sacrum_top, params)
+        reach = [transverse_reach(grid, track, segment, params) for segment in segments]
+        naming = name_segments(segments, ribs, sacrum_top, params, reach)
         if not naming.levels:
             raise UnusableImageError("no vertebra between T10 and L5 in the field of view", reason="NO_LEVEL_IN_RANGE")
         check_cancelled(cancel, "drawing the body masks")

@@ -5,10 +5,14 @@ the sacrum is L5; with normal anatomy (12 rib pairs, 5 lumbar vertebrae) T12 lie
 sacrum's top segment.
 
 - Both landmarks, agreeing: every level gets `confidence_both_landmarks`.
-- Both, disagreeing (13 or 11 rib pairs, a lumbarised S1 or a sacralised L5; Carrino et al. 2011): the names
+- Both, disagreeing (13 or 11 rib pairs, a lumbarised S1 or a sacralised L5; Carrino et al. 2011): every
+  level is flagged TRANSITIONAL_ANATOMY_SUSPECTED with `confidence_transitional`, and a warning says which
+  variant is suspected. Six vertebrae between the lowest rib-bearing one and the sacrum: when the first of
+  them has short, thoracic-like transverse processes (below `t12_transverse_ratio` of the two below it) it is
+  taken for a rib-less T12 (11 rib pairs) and the names are counted up from the sacrum; otherwise an L6
+  (lumbarised S1) is named and the names follow the ribs. Four: a sacralised L5 (or 13 rib pairs); names
   follow the ribs, as in opportunistic screening where L1 is the first non-rib-bearing vertebra (Pickhardt
-  et al. 2013), an L6 is named when six vertebrae lie between T12 and the sacrum, and every level is flagged
-  TRANSITIONAL_ANATOMY_SUSPECTED with `confidence_transitional`.
+  et al. 2013).
 - One landmark (a rib-free vertebra below the lowest ribbed one, or the sacrum): counted from it, flagged
   SINGLE_LANDMARK, `confidence_single_landmark`.
 - Ribs on every vertebra down to the bottom of the field of view and no sacrum: the lowest rib-bearing
@@ -22,7 +26,10 @@ A level bounded by a weak or inserted disc between it and the anchor multiplies 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from imaging.conventions import LEVELS, level_rank
 from imaging.errors import UnusableImageError
@@ -61,7 +68,11 @@ _NORMAL = frozenset(name for name in LEVELS if name not in ("T13", "L6", "S1"))
 
 
 def name_segments(
-    segments: list[Segment], ribs: RibEvidence, sacrum_top: int | None, params: BuiltinParameters
+    segments: list[Segment],
+    ribs: RibEvidence,
+    sacrum_top: int | None,
+    params: BuiltinParameters,
+    reach: Sequence[float] = (),
 ) -> Naming:
     """Level names for the segments (caudal to cranial); raises UnusableImageError without any landmark."""
     n = len(segments)
@@ -76,23 +87,35 @@ def name_segments(
     flags: tuple[str, ...]
     if r_low is not None and rib_confirmed and have_sacrum:
         lumbar_count = r_low - lowest_mobile
+        eleven_ribs = lumbar_count == 6 and _thoracic_like(reach, r_low - 1, params)
         if lumbar_count == 5:
             anchor, base, flags = "ribs and sacrum", params.confidence_both_landmarks, ()
+            names = _from_ribs(n, r_low, lowest_mobile, lumbar_count=5)
+        elif eleven_ribs:
+            anchor, base = "sacrum (ribs disagree: 11 rib pairs suspected)", params.confidence_transitional
+            flags = (LevelFlag.TRANSITIONAL_ANATOMY_SUSPECTED.value,)
+            names = {i: _shift("L5", -(i - lowest_mobile), allow=_NORMAL) for i in range(lowest_mobile, n)}
+            warnings.append(
+                "transitional anatomy suspected: 11 rib pairs (six vertebrae lie between the lowest rib-bearing "
+                "vertebra and the sacrum, and the first one without ribs has short, thoracic-like transverse "
+                "processes: taken as a rib-less T12); levels are counted up from the sacrum and may be off by "
+                "one: check them before using level-specific values"
+            )
         else:
             anchor, base = "ribs (sacrum disagrees)", params.confidence_transitional
             flags = (LevelFlag.TRANSITIONAL_ANATOMY_SUSPECTED.value,)
             kind = {
-                6: "six vertebrae between the lowest rib-bearing vertebra and the sacrum "
-                "(11 rib pairs or a lumbarised S1)",
+                6: "six vertebrae between the lowest rib-bearing vertebra and the sacrum, the first of them "
+                "lumbar-like (a lumbarised S1, named L6)",
                 4: "four vertebrae between the lowest rib-bearing vertebra and the sacrum "
-                "(13 rib pairs or a sacralised L5)",
+                "(a sacralised L5, or 13 rib pairs)",
             }.get(lumbar_count, f"{lumbar_count} vertebrae between the lowest rib-bearing vertebra and the sacrum")
             warnings.append(
                 f"transitional anatomy suspected: {kind}; levels are named from the ribs (L1 = first vertebra "
                 "without ribs) and may be off by one: check them before using level-specific values"
             )
-        names = _from_ribs(n, r_low, lowest_mobile, lumbar_count=lumbar_count)
-        anchor_index = r_low
+            names = _from_ribs(n, r_low, lowest_mobile, lumbar_count=lumbar_count)
+        anchor_index = lowest_mobile if eleven_ribs else r_low
     elif r_low is not None and rib_confirmed:
         anchor, base, flags = "ribs", params.confidence_single_landmark, (LevelFlag.SINGLE_LANDMARK.value,)
         names = _from_ribs(n, r_low, lowest_mobile, lumbar_count=5)
@@ -140,6 +163,16 @@ def name_segments(
         confidence *= params.confidence_weak_disc**weak
         named.append(NamedSegment(index=i, level=level, confidence=confidence, flags=tuple(level_flags)))
     return Naming(levels=tuple(named), anchor=anchor, warnings=tuple(warnings))
+
+
+def _thoracic_like(reach: Sequence[float], index: int, params: BuiltinParameters) -> bool:
+    """True when segment `index` has short transverse processes for a lumbar vertebra: its reach is under
+    `t12_transverse_ratio` of the mean of the two segments below it (T12's are rudimentary, L1's already
+    lumbar; Kunkel et al. 2010)."""
+    below = [reach[i] for i in (index - 1, index - 2) if 0 <= i < len(reach) and reach[i] > 0]
+    if index >= len(reach) or not below:
+        return False
+    return reach[index] < params.t12_transverse_ratio * float(np.mean(below))
 
 
 def _lowest_rib_bearing(ribs: RibEvidence, lowest_mobile: int, n: int) -> int | None:

@@ -40,6 +40,7 @@ class BuiltinParameters:
     rib_max_section_mm2: float
     sacrum_half_width_mm: float
     sacrum_min_height_mm: float
+    t12_transverse_ratio: float
     confidence_both_landmarks: float
     confidence_single_landmark: float
     confidence_transitional: float
