@@ -42,6 +42,8 @@ from clinical.errors import FhirSourceUnavailableError
 CLIENT_ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Signing algorithms SMART Backend Services requires servers to support (SMART App Launch 2.x).
 SMART_ALGORITHMS: Final = ("RS384", "ES384")
+#: Scopes asked for by default: read access to every resource type (SMART v1 syntax, accepted by v2 servers).
+DEFAULT_SMART_SCOPE: Final = "system/*.read"
 #: SMART's ceiling on the lifetime of a client assertion (`exp` at most five minutes after signing).
 MAX_ASSERTION_LIFETIME_S: Final = 300
 #: CapabilityStatement extension carrying OAuth endpoints in SMART 1.0 servers.
@@ -226,7 +228,7 @@ class SmartBackendAuth:
         private_key: str | bytes | Path,
         alg: SmartAlgorithm = "RS384",
         kid: str | None = None,
-        scope: str = "system/*.read",
+        scope: str = DEFAULT_SMART_SCOPE,
         token_url: str | None = None,
         jku: str | None = None,
         assertion_lifetime_s: int = MAX_ASSERTION_LIFETIME_S,
@@ -398,8 +400,8 @@ def make_auth(
     token_file: str | Path | None = None,
     smart_client_id: str | None = None,
     smart_private_key: str | Path | None = None,
-    smart_alg: str = "RS384",
-    smart_scope: str = "system/*.read",
+    smart_alg: str = SMART_ALGORITHMS[0],
+    smart_scope: str = DEFAULT_SMART_SCOPE,
     smart_token_url: str | None = None,
     smart_kid: str | None = None,
 ) -> FhirAuth:
@@ -432,6 +434,20 @@ def make_auth(
         )
     if smart_private_key is not None:
         raise FhirAuthError("a SMART private key was given without a SMART client id", reason="FHIR_AUTH_CONFIG")
+    stray = [
+        name
+        for name, given in (
+            ("token URL", smart_token_url is not None),
+            ("kid", smart_kid is not None),
+            ("alg", smart_alg != SMART_ALGORITHMS[0]),
+            ("scope", smart_scope != DEFAULT_SMART_SCOPE),
+        )
+        if given
+    ]
+    if stray:
+        raise FhirAuthError(
+            f"SMART settings ({', '.join(stray)}) were given without a SMART client id", reason="FHIR_AUTH_CONFIG"
+        )
     if token_file is not None:
         return BearerTokenAuth.from_file(token_file)
     return NoAuth()

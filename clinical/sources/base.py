@@ -265,8 +265,9 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def _is_url(spec: str) -> bool:
-    return spec.startswith(("http://", "https://"))
+def is_server_url(spec: str | Path) -> bool:
+    """Whether a source spec is an http(s) FHIR base URL (rather than a file or a directory)."""
+    return str(spec).startswith(("http://", "https://"))
 
 
 def open_source(spec: str | Path, **options: Any) -> FhirSource:
@@ -276,7 +277,7 @@ def open_source(spec: str | Path, **options: Any) -> FhirSource:
     Errors: a path that does not exist -> `FhirInputError`; a URL with another scheme -> `FhirInputError`.
     """
     text = str(spec)
-    if _is_url(text):
+    if is_server_url(text):
         rest = importlib.import_module("clinical.sources.rest")
         source: FhirSource = rest.open_rest(text, **options)
         return source

@@ -39,3 +39,18 @@ def test_errors_are_one_line(
     assert "not a date" in capsys.readouterr().err
     assert main(["clinical", str(shared_data(WILLIA)), "--patient", "nobody", "--index-date", "2020-01-01"]) == 1
     assert "nobody" in capsys.readouterr().err
+
+
+def test_server_options_are_refused_for_a_file_and_checked(
+    tmp_path: Path, shared_data: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("t0ken")
+    argv = ["clinical", str(shared_data(WILLIA)), "--index-date", "2020-01-01"]
+    assert main([*argv, "--token-file", str(token_file), "--timeout", "5"]) == 1
+    assert "--token-file, --timeout apply to a FHIR server URL" in capsys.readouterr().err
+    for bad in ("0", "-1", "nan", "soon"):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--timeout", bad])
+        assert exit_.value.code == 2
+    assert "--timeout" in capsys.readouterr().err

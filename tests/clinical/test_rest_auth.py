@@ -276,3 +276,97 @@ def test_auth_from_settings_and_environment(
         make_auth(smart_private_key=key_file)
     with pytest.raises(FhirAuthError, match="not 'PS256'"):
         make_auth(smart_client_id="c", smart_private_key=key_file, smart_alg="PS256")
+
+
+# the command line ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dated_patient(protected: SekmetServer) -> str:
+    """A patient with a dated weight, so that the CLI's record has an observed value to check."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:cli-p",
+                "resource": {"resourceType": "Patient", "id": "cli-p", "gender": "male", "birthDate": "1950-05-05"},
+            },
+            {
+                "fullUrl": "urn:uuid:cli-o",
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "cli-o",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+                    "subject": {"reference": "urn:uuid:cli-p"},
+                    "effectiveDateTime": "2023-03-01",
+                    "valueQuantity": {"value": 80.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+                },
+            },
+        ],
+    }
+    return protected.load_bundle(bundle).patient_id
+
+
+def _cli(server: SekmetServer, patient: str, *options: str) -> list[str]:
+    return ["clinical", server.base_url, "--patient", patient, "--index-date", "2024-01-01", "--json", *options]
+
+
+def _weight_from(output: str) -> float:
+    return float(json.loads(output)["variables"]["weight_kg"]["value"])
+
+
+def test_cli_reads_a_protected_server_with_a_token_file(
+    protected: SekmetServer, dated_patient: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli.main import main
+
+    token_file = tmp_path / "token"
+    token_file.write_text(STATIC_TOKEN + "\n")
+    assert main(_cli(protected, dated_patient, "--token-file", str(token_file), "--timeout", "20")) == 0
+    assert _weight_from(capsys.readouterr().out) == 80.5
+    token_file.write_text("not-the-token\n")
+    assert main(_cli(protected, dated_patient, "--token-file", str(token_file))) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 401" in err and "not-the-token" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_reads_a_protected_server_with_smart_backend_services(
+    protected: SekmetServer,
+    dated_patient: str,
+    keys: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from server.cli.main import main
+
+    key_file = tmp_path / "client.pem"
+    key_file.write_bytes(_pem(keys["ec"]))
+    smart = ["--smart-client-id", "osteorisk-es", "--smart-private-key", str(key_file), "--smart-alg", "ES384"]
+    assert main(_cli(protected, dated_patient, *smart)) == 0  # token endpoint discovered
+    assert _weight_from(capsys.readouterr().out) == 80.5
+    explicit = [*smart, "--smart-token-url", protected.token_url, "--smart-scope", "system/*.read"]
+    assert main(_cli(protected, dated_patient, *explicit)) == 0
+    assert _weight_from(capsys.readouterr().out) == 80.5
+    assert main(_cli(protected, dated_patient, "--smart-client-id", "osteorisk-es")) == 1
+    assert "private key file as well" in capsys.readouterr().err
+    assert main(_cli(protected, dated_patient, "--smart-token-url", protected.token_url)) == 1
+    assert "without a SMART client id" in capsys.readouterr().err
+
+
+def test_cli_takes_credentials_from_the_environment_when_no_option_is_given(
+    protected: SekmetServer,
+    dated_patient: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clinical.sources.auth import AUTH_ENVIRONMENT
+    from server.cli.main import main
+
+    assert main(_cli(protected, dated_patient)) == 1
+    assert "Authentication required" in capsys.readouterr().err
+    token_file = tmp_path / "token"
+    token_file.write_text(STATIC_TOKEN)
+    monkeypatch.setenv(AUTH_ENVIRONMENT["token_file"], str(token_file))
+    assert main(_cli(protected, dated_patient)) == 0
+    assert _weight_from(capsys.readouterr().out) == 80.5

@@ -456,3 +456,14 @@ def test_resolve_never_fetches_another_server(faulty: FaultyServer) -> None:
         assert source.resolve(f"{faulty.base_url}/Medication/m1") == {"resourceType": "Medication", "id": "m1"}
         assert source.resolve("Medication/absent") is None
     assert faulty.count("/Medication/m1") == 1
+
+
+def test_the_cli_timeout_bounds_each_request(faulty: FaultyServer, capsys: pytest.CaptureFixture[str]) -> None:
+    from server.cli.main import main
+
+    faulty.route("/Patient/p1", Reply(200, _patient(), delay_s=2.0))
+    started = time.monotonic()
+    argv = ["clinical", faulty.base_url, "--patient", "p1", "--index-date", "2024-01-01", "--timeout", "0.3"]
+    assert main(argv) == 1
+    assert "timeout_s=0.3 s" in capsys.readouterr().err
+    assert time.monotonic() - started < 1.9
