@@ -83,23 +83,6 @@ TRANSITIONAL_NOTES = {
 }
 
 
-def _with_arms(volume: Any) -> Any:
-    """The volume with two arms (muscle around a humerus) 10 mm beside the trunk, through every slice."""
-    from imaging.types import Volume
-
-    array = volume.array.copy()
-    sx, sy, _ = volume.spacing
-    x = (np.arange(array.shape[0]) * sx + volume.origin[0])[:, None]
-    y = (np.arange(array.shape[1]) * sy + volume.origin[1])[None, :]
-    xs = np.nonzero((array > -400).any(axis=(1, 2)))[0]
-    half = max(abs(xs.min() * sx + volume.origin[0]), abs(xs.max() * sx + volume.origin[0]))
-    for side in (-1.0, 1.0):
-        r = np.hypot(x - side * (half + 55.0), y)
-        arm = np.where(r < 10, -20.0, np.where(r < 14, 1000.0, 40.0))
-        array[r < 45] = arm[r < 45][:, None]
-    return Volume(array=array, affine=volume.affine, acquisition=volume.acquisition)
-
-
 def _load(phantom: Any, how: str, folder: Path) -> Any:
     from imaging.io import load_ct
     from imaging.phantom import write_dicom_series, write_nifti
@@ -107,7 +90,9 @@ def _load(phantom: Any, how: str, folder: Path) -> Any:
     if how == "volume":
         return phantom.volume
     if how == "arms":
-        return _with_arms(phantom.volume)
+        from tests.imaging.test_segmentation_sweep import with_arms
+
+        return with_arms(phantom.volume)
     if how == "nifti-lps":
         return load_ct(write_nifti(phantom, folder / "ct.nii.gz", orientation="LPS"))
     write_dicom_series(phantom, folder / "series", orientation="LPS", shuffle_names=True)

@@ -39,7 +39,8 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _with_arms(volume: Volume) -> Volume:
+def with_arms(volume: Volume) -> Volume:
+    """The volume with two arms (muscle around a humerus) 10 mm beside the trunk, through every slice."""
     array = volume.array.copy()
     sx, sy, _ = volume.spacing
     x = (np.arange(array.shape[0]) * sx + volume.origin[0])[:, None]
@@ -59,7 +60,7 @@ def test_levels_and_trabecular_hu_over_varied_phantoms() -> None:
     failures: list[str] = []
     for i, (case, options) in enumerate(CASES):
         phantom = make_phantom(seed=5000 + i, **{**SMALL, **options})
-        volume = _with_arms(phantom.volume) if case.startswith("arms") else phantom.volume
+        volume = with_arms(phantom.volume) if case.startswith("arms") else phantom.volume
         result = BuiltinBackend().segment(volume)
         if case in ("11 rib pairs", "lumbarised S1"):
             assert all(LevelFlag.TRANSITIONAL_ANATOMY_SUSPECTED in info.flags for info in result.levels), case

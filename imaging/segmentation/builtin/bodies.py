@@ -18,17 +18,9 @@ from skimage.morphology import convex_hull_image
 
 from imaging.segmentation.builtin.discs import Segment, Tube
 from imaging.segmentation.builtin.parameters import BuiltinParameters
+from imaging.segmentation.builtin.spine import disk
 
 B = npt.NDArray[np.bool_]
-
-
-def _disk(radius_mm: float, spacing: tuple[float, float, float]) -> B:
-    rx = max(1, round(radius_mm / spacing[0]))
-    ry = max(1, round(radius_mm / spacing[1]))
-    u = np.arange(-rx, rx + 1)[:, None] * spacing[0]
-    v = np.arange(-ry, ry + 1)[None, :] * spacing[1]
-    inside: B = u * u + v * v <= radius_mm * radius_mm
-    return inside
 
 
 def _central_part(region: B, cu: float, cv: float, radius_mm: float, spacing: tuple[float, float]) -> B:
@@ -71,7 +63,7 @@ def body_mask(tube: Tube, segment: Segment, params: BuiltinParameters) -> B:
     dv = (v - mid[None, None, :]) / half_v[None, None, :]
     roi = (du * du + dv * dv <= 1.0) | ((np.abs(du) <= 0.8) & (np.abs(dv) <= 1.0) & (v < mid[None, None, :]))
     bone = (values > params.body_fill_hu) & roi
-    structure = _disk(1.5, tube.spacing)
+    structure = disk(1.5, tube.spacing)[:, :, 0]
     mask = np.zeros(values.shape, dtype=bool)
     for k in range(values.shape[2]):
         section = bone[:, :, k]
