@@ -40,7 +40,8 @@ class LevelFlag(StrEnum):
     SINGLE_LANDMARK = "SINGLE_LANDMARK"
     """Only one of the two anatomical landmarks (lowest rib, sacrum) was in the field of view."""
     NO_LANDMARK = "NO_LANDMARK"
-    """Neither landmark was found: level names are a guess from vertebral size and position."""
+    """No confirmed landmark: every vertebra in view bears ribs and no sacrum is in view, so the lowest
+    rib-bearing vertebra seen was assumed to be T12 (the names may be off)."""
     UNCERTAIN_BOUNDARY = "UNCERTAIN_BOUNDARY"
     """An intervertebral disc next to this level was weakly detected (fracture, fusion, thick slices)."""
     METAL_NEARBY = "METAL_NEARBY"
