@@ -20,7 +20,7 @@ INSTALLED = importlib.util.find_spec("totalsegmentator") is not None
 def _skip_unless_installed() -> None:
     if not INSTALLED:
         pytest.skip("TotalSegmentator not installed: pip install 'osteorisk[totalsegmentator]'")
-    if missing_weights(fast=True):
+    if missing_weights(fast=True, vertebrae_only=True):
         pytest.skip(
             f"TotalSegmentator weights not installed in {weights_dir()}: totalseg_download_weights -t total_fast"
         )
@@ -38,6 +38,7 @@ def test_weights_are_looked_for_where_totalsegmentator_keeps_them(
     (fold / "checkpoint_final.pth").write_bytes(b"\0")
     assert missing_weights(fast=True) == ()
     assert len(missing_weights(fast=False)) == 5
+    assert missing_weights(fast=True, vertebrae_only=True) == ("Dataset298_TotalSegmentator_total_6mm_1559subj",)
 
 
 def test_absent_package_or_weights_give_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
