@@ -3,7 +3,7 @@
 No weights, no GPU. The steps (each in its own module, every threshold in `parameters.json` with its source):
 
 1. `grid`: a coarse working copy (~2 mm block means) for everything but the bodies themselves.
-2. `spine`: torso, a rough locator, the spinal canal (fluid ringed by bone, chained along z), and the body
+2. `spine`: the torso, the spinal canal (fluid ringed by bone, chained along z), and the body
    column anterior to it.
 3. `discs`: at full resolution along the body column, discs are narrow troughs of the core's HU between
    endplates (robust to osteoporotic bodies darker than the disc), thinned and completed to one vertebra apart.
@@ -170,6 +170,8 @@ class BuiltinBackend:
                 "discs_inserted": str(sum(1 for d in discs if d.inserted)),
                 "coarse_spacing_mm": "x".join(f"{s:g}" for s in grid.spacing),
                 "noise_sd_hu": f"{native_noise:.1f}",
+                "canal_slices": str(track.canal_slices),
+                "body_slices": str(track.body_slices),
                 **params.as_strings(),
             },
         )

@@ -130,10 +130,6 @@ class Segment:
         return any(d is not None and (d.inserted or d.strength < 0.5) for d in (self.disc_below, self.disc_above))
 
 
-def _odd(n: float) -> int:
-    return max(1, round(n)) | 1
-
-
 def find_discs(core: F64, dense: F64, slice_mm: float, params: BuiltinParameters) -> tuple[list[Disc], F64]:
     """Discs along the column (caudal to cranial) and the disc score profile used to find them.
 

@@ -40,7 +40,6 @@ class RibEvidence:
 
     left: tuple[int, ...]
     right: tuple[int, ...]
-    unassigned_above: int  # ribs whose medial end lies above the top segment (or is cut by the scan's top)
 
     def has_ribs(self, index: int) -> bool:
         return self.left[index] + self.right[index] > 0
@@ -139,18 +138,15 @@ def assign_ribs(heads: list[RibHead], segments: list[Segment], slice_mm: float) 
     """Count the rib heads lying in each segment (within 4 mm of its slices)."""
     left = [0] * len(segments)
     right = [0] * len(segments)
-    above = 0
     for head in heads:
         index = _segment_at(segments, head.z, tolerance=4.0 / slice_mm)
         if index is None:
-            if segments and head.z > segments[-1].high:
-                above += 1
             continue
         if head.left:
             left[index] += 1
         else:
             right[index] += 1
-    return RibEvidence(tuple(left), tuple(right), above)
+    return RibEvidence(tuple(left), tuple(right))
 
 
 def _segment_at(segments: list[Segment], z: float, tolerance: float) -> int | None:

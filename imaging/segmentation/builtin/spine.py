@@ -1,4 +1,4 @@
-"""Finding the vertebral column on the coarse grid: torso, a rough locator, the spinal canal, the body column.
+"""Finding the vertebral column on the coarse grid: the torso, the spinal canal, the body column.
 
 1. Torso: the largest connected region denser than air.
 2. Spinal canal: in a window around the torso's left-right middle and the back 40% of its depth, voxels of
@@ -43,8 +43,6 @@ class SpineTrack:
     body_y: F64
     body_half_width_mm: F64
     body_half_depth_mm: F64
-    z_first: int
-    z_last: int
     canal_slices: int
     body_slices: int
 
@@ -60,8 +58,8 @@ def _block(mask: B, r: int) -> F32:
     return means
 
 
-def _locator_factor(grid: CoarseGrid) -> int:
-    """In-plane reduction from the coarse grid to the ~4 mm locator grid."""
+def _torso_factor(grid: CoarseGrid) -> int:
+    """In-plane reduction from the coarse grid to the ~4 mm grid on which the torso is found."""
     if min(grid.shape[:2]) < 16:
         return 1
     return max(1, round(4.0 / min(grid.spacing[:2])))
@@ -70,9 +68,9 @@ def _locator_factor(grid: CoarseGrid) -> int:
 def torso_mask(grid: CoarseGrid, params: BuiltinParameters) -> B:
     """The largest connected region denser than `torso_hu` (the patient, without table, arms apart).
 
-    Computed on the ~4 mm locator grid and expanded back to the coarse grid.
+    Computed on a ~4 mm grid and expanded back to the coarse grid.
     """
-    r = _locator_factor(grid)
+    r = _torso_factor(grid)
     dense = _block(grid.hu > params.torso_hu, r) > 0.5
     labels, n = ndimage.label(dense)
     if n == 0:
@@ -181,7 +179,7 @@ class _Candidates:
     area_mm2: F64
 
 
-def keep_area(area: F64, low: float, high: float) -> B:
+def _within(area: F64, low: float, high: float) -> B:
     kept: B = (area >= low) & (area <= high)
     return kept
 
@@ -204,7 +202,7 @@ def canal_candidates(
     area = ndimage.sum_labels(np.ones(fluid.shape, dtype=np.float32), labels, index) * sx * sy
     centre = np.asarray(ndimage.center_of_mass(fluid, labels, index), dtype=np.float64)
     low, high = params.canal_area_mm2
-    sized = keep_area(area, low, high)
+    sized = _within(area, low, high)
     centre = centre[sized]
     area = area[sized]
     z = centre[:, 2]
@@ -416,11 +414,6 @@ def track_spine(grid: CoarseGrid, torso: B, params: BuiltinParameters) -> SpineT
         body_y=body_y,
         body_half_width_mm=_smooth(width, 8.0 / sz),
         body_half_depth_mm=_smooth(depth, 8.0 / sz),
-        z_first=int(min(cz.min(), bodies.z.min())),
-        z_last=int(max(cz.max(), bodies.z.max())),
         canal_slices=len(np.unique(np.round(cz))),
         body_slices=len(bodies.z),
     )
-
-
-__all__ = ["F32", "SpineTrack", "enclosure", "straightened", "torso_mask", "track_spine"]
