@@ -1,9 +1,11 @@
 """Medications: which drug a MedicationRequest/MedicationStatement is, its route, daily dose and exposure.
 
 Matching (`match_drug`): RxNorm codings only. A coding matches by its code (ingredient or listed drug in
-`code_lists/medications.json`, or a member of the VSAC 'Glucocorticoids (oral only)' expansion) or by the
-normalized ingredient name in its display (RxNorm SCD/SBD names begin with the ingredient names, e.g.
-"predniSONE 5 MG Oral Tablet"). `medicationReference` is followed to a contained or bundled Medication.
+`code_lists/medications.json`, or a member of the VSAC 'Glucocorticoids (oral only)' expansion, whose listed
+name then supplies ingredient and strength when the coding has no display) or by the normalized ingredient
+name in its display (RxNorm SCD/SBD names begin with the ingredient names, e.g. "predniSONE 5 MG Oral
+Tablet"). Value set members listed as excluded (fludrocortisone, a mineralocorticoid; an oral paste) never
+match by code. `medicationReference` is followed to a contained or bundled Medication.
 
 Dose (`daily_dose_mg`): doseQuantity (or doseRange.low) in mg, g, ug, or in tablets/mL times the strength
 read from the RxNorm name ("5 MG", "1 MG/ML"), times the frequency per day of `timing.repeat`
@@ -66,9 +68,22 @@ def _ingredients() -> tuple[_Ingredient, ...]:
 
 
 @cache
-def _value_set_codes() -> dict[str, str]:
+def _value_set_codes() -> dict[str, tuple[str, str | None]]:
+    """Value set member code -> (category, the member's RxNorm display when the expansion gives one)."""
     document = code_list("medications").document
-    return {code: str(vs["category"]) for vs in document.get("value_sets", ()) for code in vs["codes"]}
+    return {
+        str(member["code"]): (str(vs["category"]), member.get("display"))
+        for vs in document.get("value_sets", ())
+        for member in vs["codes"]
+    }
+
+
+@cache
+def _value_set_excluded() -> frozenset[str]:
+    """Members of a value set that are not what the category means (e.g. fludrocortisone among the
+    'oral glucocorticoids'): never matched by code."""
+    document = code_list("medications").document
+    return frozenset(str(member["code"]) for vs in document.get("value_sets", ()) for member in vs.get("excluded", ()))
 
 
 @cache
@@ -136,6 +151,8 @@ def match_drug(concept: Mapping[str, Any] | None) -> DrugMatch | None:
             continue
         code = coding.get("code")
         display = coding.get("display") if isinstance(coding.get("display"), str) else None
+        if isinstance(code, str) and code in _value_set_excluded():
+            continue
         entry = catalogue.match(RXNORM, code) if isinstance(code, str) else None
         ingredient: _Ingredient | None = None
         category: str | None = None
@@ -144,7 +161,8 @@ def match_drug(concept: Mapping[str, Any] | None) -> DrugMatch | None:
             name = entry.attribute("ingredient") or entry.display
             ingredient = _ingredient_by_name(str(name))
         elif isinstance(code, str) and code in _value_set_codes():
-            category = _value_set_codes()[code]
+            category, listed_display = _value_set_codes()[code]
+            display = display or listed_display  # the member's own name gives ingredient and strength
             found = _ingredient_in_text(display or "")
             ingredient = found[0] if len(found) == 1 else None
         elif display:
