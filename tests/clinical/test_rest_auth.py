@@ -68,27 +68,31 @@ def protected(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Any]) ->
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def patient_id(protected: SekmetServer) -> str:
-    bundle = {
+def _weighed_patient(pid: str, kg: float, *, effective: str | None = None, **patient: str) -> dict[str, Any]:
+    """A collection Bundle of one Patient and one body weight Observation (dated when `effective` is given)."""
+    weight: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"{pid}-weight",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": f"urn:uuid:{pid}"},
+        "valueQuantity": {"value": kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
+    if effective:
+        weight["effectiveDateTime"] = effective
+    return {
         "resourceType": "Bundle",
         "type": "collection",
         "entry": [
-            {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "id": "p", "gender": "female"}},
-            {
-                "fullUrl": "urn:uuid:o",
-                "resource": {
-                    "resourceType": "Observation",
-                    "id": "o",
-                    "status": "final",
-                    "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-                    "subject": {"reference": "urn:uuid:p"},
-                    "valueQuantity": {"value": 61.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
-                },
-            },
+            {"fullUrl": f"urn:uuid:{pid}", "resource": {"resourceType": "Patient", "id": pid, **patient}},
+            {"fullUrl": f"urn:uuid:{pid}-weight", "resource": weight},
         ],
     }
-    return protected.load_bundle(bundle).patient_id
+
+
+@pytest.fixture(scope="module")
+def patient_id(protected: SekmetServer) -> str:
+    return protected.load_bundle(_weighed_patient("p", 61.5, gender="female")).patient_id
 
 
 def _read_everything(source: RestSource, patient_id: str) -> list[dict[str, Any]]:
@@ -282,28 +286,7 @@ def test_auth_from_settings_and_environment(
 @pytest.fixture(scope="module")
 def dated_patient(protected: SekmetServer) -> str:
     """A patient with a dated weight, so that the CLI's record has an observed value to check."""
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {
-                "fullUrl": "urn:uuid:cli-p",
-                "resource": {"resourceType": "Patient", "id": "cli-p", "gender": "male", "birthDate": "1950-05-05"},
-            },
-            {
-                "fullUrl": "urn:uuid:cli-o",
-                "resource": {
-                    "resourceType": "Observation",
-                    "id": "cli-o",
-                    "status": "final",
-                    "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-                    "subject": {"reference": "urn:uuid:cli-p"},
-                    "effectiveDateTime": "2023-03-01",
-                    "valueQuantity": {"value": 80.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
-                },
-            },
-        ],
-    }
+    bundle = _weighed_patient("cli-p", 80.5, effective="2023-03-01", gender="male", birthDate="1950-05-05")
     return protected.load_bundle(bundle).patient_id
 
 
