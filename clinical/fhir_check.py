@@ -22,6 +22,11 @@ Which level runs where (`clinical.extract.build_record(validation=...)`):
   Elements the extraction never reads (narrative, identifiers, meta, performer, notes, extensions) are
   not looked into: a resource malformed only there is accepted at this level and refused at "full".
 
+At both levels, a Medication that a request reaches through the source (`medicationReference` to
+"Medication/x", not a contained one) is not validated: only its code is read, tolerantly, and a malformed
+one simply names no known drug. Resources that no variable uses (an unlisted code, an ignored status)
+are never validated.
+
 Both levels raise `FhirInputError` with the same message form, naming the resource and the element:
 "Observation/123 is not a valid FHIR R4 Observation: valueQuantity.value: expected a decimal (a JSON
 number), got str". A value the R4B models accept loosely but that FHIR JSON does not allow (a number sent

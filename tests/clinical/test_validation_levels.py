@@ -215,3 +215,116 @@ def test_a_malformed_resource_in_a_cohort_fails_its_patient_only(tmp_path: Path)
     assert results["a"].record is not None and results["a"].record.variables.weight_kg.value == 70.0
     assert results["b"].record is None and results["b"].reason == "INVALID_FHIR"
     assert "Observation/bad is not a valid FHIR R4 Observation: effectiveDateTime" in (results["b"].error or "")
+
+
+def _kitchen_sink() -> list[dict[str, Any]]:
+    """Valid resources that use every element the element check knows, at any depth."""
+    quantity = {"value": 5, "unit": "mg", "system": UCUM, "code": "mg"}
+    period = {"start": "2019-01-01", "end": "2019-06-30T10:00:00+01:00"}
+    coding = {
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "code": "312617",
+        "display": "predniSONE 5 MG Oral Tablet",
+    }
+    dosage = {
+        "timing": {
+            "repeat": {
+                "boundsDuration": {"value": 90, "unit": "d", "system": UCUM, "code": "d"},
+                "frequency": 1,
+                "period": 1,
+                "periodUnit": "d",
+            },
+            "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation", "code": "QD"}]},
+        },
+        "asNeededBoolean": False,
+        "route": {"coding": [{"system": SNOMED, "code": "26643006", "display": "Oral route"}], "text": "oral"},
+        "doseAndRate": [{"doseQuantity": quantity}, {"doseRange": {"low": quantity, "high": quantity}}],
+    }
+    subject = {"reference": "Patient/p1", "display": "p"}
+    medication = {"resourceType": "Medication", "id": "med", "code": {"coding": [coding]}}
+    return [
+        {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1950-03", "deceasedBoolean": False},
+        {
+            "resourceType": "Observation",
+            "id": "o",
+            "status": "amended",
+            "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+            "subject": subject,
+            "effectivePeriod": period,
+            "issued": "2019-07-01T00:00:00Z",
+            "dataAbsentReason": {"text": "x"},
+            "component": [
+                {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, "valueQuantity": quantity},
+                {"code": {"text": "other"}, "valueCodeableConcept": {"text": "y"}},
+                {"code": {"text": "flag"}, "valueBoolean": True},
+                {"code": {"text": "n"}, "valueInteger": 3},
+            ],
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c",
+            "code": {"coding": [{"system": SNOMED, "code": "5913000"}]},
+            "subject": subject,
+            "onsetAge": {"value": 71, "unit": "a", "system": UCUM, "code": "a"},
+            "abatementPeriod": period,
+            "recordedDate": "2019-02-01",
+            "clinicalStatus": {"coding": [{"code": "resolved"}]},
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "mr",
+            "status": "completed",
+            "intent": "order",
+            "subject": subject,
+            "medicationReference": {"reference": "#med"},
+            "contained": [medication],
+            "authoredOn": "2019-01-01",
+            "dosageInstruction": [dosage],
+            "dispenseRequest": {
+                "validityPeriod": period,
+                "numberOfRepeatsAllowed": 2,
+                "quantity": {"value": 30, "unit": "tablet"},
+                "expectedSupplyDuration": {"value": 30, "unit": "d", "system": UCUM, "code": "d"},
+            },
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms",
+            "status": "active",
+            "subject": subject,
+            "medicationCodeableConcept": {"coding": [coding]},
+            "effectivePeriod": period,
+            "dateAsserted": "2019-02-01",
+            "dosage": [
+                {
+                    **dosage,
+                    "timing": {"repeat": {"boundsPeriod": period, "frequency": 2, "period": 1, "periodUnit": "d"}},
+                }
+            ],
+        },
+        {
+            "resourceType": "FamilyMemberHistory",
+            "id": "f",
+            "status": "completed",
+            "patient": subject,
+            "date": "2015",
+            "relationship": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]
+            },
+            "condition": [
+                {"code": {"coding": [{"system": SNOMED, "code": "5913000"}]}, "onsetAge": {"value": 80, "unit": "a"}}
+            ],
+        },
+        medication,
+    ]
+
+
+def test_both_levels_accept_valid_resources_using_every_checked_element() -> None:
+    from clinical.fhir_check import RESOURCE_SPECS
+    from clinical.fhir_values import validate_resource
+
+    resources = _kitchen_sink()
+    assert {r["resourceType"] for r in resources} == set(RESOURCE_SPECS)
+    for resource in resources:
+        validate_resource(resource)
+        check_elements(resource)
