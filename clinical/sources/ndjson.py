@@ -17,7 +17,8 @@ e.g. one per request in a server, reuses them. Cohort-wide work (every patient i
 
 Malformed lines (not JSON, not a resource, of the wrong type, over `max_line_bytes`) raise
 `FhirInputError` naming the file and line number; with `on_malformed="skip"` they are skipped, counted
-(`skipped_lines`) and logged once per file (file name and line numbers only, never content).
+(`skipped_lines`), logged once per file (file name and line numbers only, never content) and named in the
+warnings of every record built from the file (`source_warnings`).
 """
 
 from __future__ import annotations
