@@ -51,7 +51,9 @@ async def _run(
 ) -> dict[str, object]:
     latencies: list[float] = []
     errors: Counter[str] = Counter()
-    channels = [grpc.aio.insecure_channel(target) for _ in range(max(1, concurrency // 4))]
+    # one connection per client: a local subchannel pool stops gRPC from sharing one TCP connection among them
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(concurrency)]
     now = time.perf_counter()
     record_from, stop_at = now + warmup, now + warmup + seconds
     await asyncio.gather(

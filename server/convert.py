@@ -13,6 +13,7 @@ import typing
 from typing import Any, TypeVar, get_args, get_origin
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel
 
@@ -28,6 +29,7 @@ from server.generated.osteorisk.v1 import (
 )
 
 M = TypeVar("M", bound=Message)
+_JSON_WELL_KNOWN = frozenset({"google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue"})
 D = TypeVar("D", bound=BaseModel)
 
 
@@ -85,14 +87,58 @@ def _normalise(model_type: type[BaseModel], data: dict[str, Any]) -> dict[str, A
     return out
 
 
+def _plain(value: Any, field: FieldDescriptor) -> Any:
+    """One field's value as JSON-like Python (messages as dicts, google.protobuf.Value/Struct as JSON)."""
+    if field.type != FieldDescriptor.TYPE_MESSAGE or field.message_type is None:
+        return value
+    full_name = field.message_type.full_name
+    if full_name in _JSON_WELL_KNOWN:
+        return json_format.MessageToDict(value)
+    return _message_dict(value)
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    """The fields a message carries, by proto name (C-implemented ListFields: unset fields are absent)."""
+    out: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            out[field.name] = {k: _plain(v, value_field) for k, v in value.items()}
+        elif field.is_repeated:
+            out[field.name] = [_plain(item, field) for item in value]
+        else:
+            out[field.name] = _plain(value, field)
+    return out
+
+
+def _fill_required(model_type: type[BaseModel], data: dict[str, Any], message: Message) -> dict[str, Any]:
+    """Proto3 leaves a scalar at its default (0, "", false) unset; a required domain field gets that value back."""
+    descriptor = message.DESCRIPTOR
+    for name, field in model_type.model_fields.items():
+        key = field.alias or name
+        proto_field = descriptor.fields_by_name.get(key)
+        if proto_field is None:
+            continue
+        if key not in data and field.is_required() and proto_field.type != FieldDescriptor.TYPE_MESSAGE:
+            data[key] = proto_field.default_value
+        elif key in data and proto_field.type == FieldDescriptor.TYPE_MESSAGE:
+            inner = _optional_inner(field.annotation)[1]
+            if proto_field.is_repeated and get_origin(inner) is list:
+                (item_type,) = get_args(inner)
+                if isinstance(item_type, type) and issubclass(item_type, BaseModel):
+                    items = getattr(message, key)
+                    data[key] = [_fill_required(item_type, d, m) for d, m in zip(data[key], items, strict=True)]
+            elif isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(data[key], dict):
+                data[key] = _fill_required(inner, data[key], getattr(message, key))
+    return data
+
+
 def from_proto(message: Message, model_type: type[D], *, wire_only: tuple[str, ...] = ()) -> D:
     """The domain object of a protobuf message (validated by the domain type).
 
     `wire_only` names proto fields that the domain type does not hold (e.g. a card's own sha256).
     """
-    data = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+    data = _fill_required(model_type, _message_dict(message), message)
     for key in wire_only:
         data.pop(key, None)
     return model_type.model_validate(_normalise(model_type, data))
@@ -112,7 +158,7 @@ def clinical_record_to_proto(record: ClinicalRecord) -> clinical_record_pb2.Clin
 
 def clinical_variables_from_proto(message: clinical_record_pb2.ClinicalVariables) -> ClinicalVariables:
     """Inline variables of a request. A variable sent with a value and no status is "observed"."""
-    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    data = _message_dict(message)
     for variable in data.values():
         if variable.get("value") is not None and not variable.get("status"):
             variable["status"] = "observed"

@@ -129,7 +129,9 @@ def test_bad_token_files_are_refused_at_start(tmp_path: Path) -> None:
 
 
 def _health(channel: grpc.Channel) -> int:
-    return wait_serving(channel, timeout_s=30)
+    """SERVING once the model has loaded; an RpcError at once when the channel cannot connect."""
+    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+    return wait_serving(channel, timeout_s=30) if status != health_pb2.HealthCheckResponse.SERVING else int(status)
 
 
 def test_tls_and_mutual_tls(tmp_path: Path) -> None:

@@ -136,8 +136,12 @@ def test_several_processes_share_one_port_and_stop_together() -> None:
         text = urllib.request.urlopen(metrics.group(1), timeout=10).read().decode()
         method = "/osteorisk.v1.FractureRiskService/GetModelInfo"
         assert f'osteorisk_requests_total{{code="OK",method="{method}"}} 6.0' in text  # summed over processes
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) >= 2
+        children = [  # the server processes (not multiprocessing's resource tracker)
+            pid
+            for pid in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(children) == 2
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0 and "stopped" in out
