@@ -8,8 +8,10 @@ pydantic model (proto3 writes an unset string as "" and an unset repeated field 
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, TypeVar, get_args, get_origin
 
 from google.protobuf import json_format
@@ -63,26 +65,49 @@ def _optional_inner(annotation: Any) -> tuple[bool, Any]:
     return False, annotation
 
 
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+@dataclass(frozen=True)
+class _FieldInfo:
+    """What the translation needs to know of one domain field (worked out once per type)."""
+
+    allows_none: bool
+    required: bool
+    model: type[BaseModel] | None  # a nested domain type
+    item_model: type[BaseModel] | None  # the domain type of a list's items
+
+
+@functools.cache
+def _field_table(model_type: type[BaseModel]) -> dict[str, _FieldInfo]:
+    table = {}
+    for name, field in model_type.model_fields.items():
+        allows_none, inner = _optional_inner(field.annotation)
+        item = get_args(inner)[0] if get_origin(inner) is list and get_args(inner) else None
+        table[field.alias or name] = _FieldInfo(
+            allows_none, field.is_required(), _model_class(inner), _model_class(item)
+        )
+    return table
+
+
 def _normalise(model_type: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
     """Turn proto3 defaults back into the domain's None where the domain field is optional; recurse."""
-    fields = {field.alias or name: field for name, field in model_type.model_fields.items()}
+    fields = _field_table(model_type)
     out: dict[str, Any] = {}
     for key, value in data.items():
-        field = fields.get(key)
-        if field is None:  # a proto field the domain lacks: kept, so that validation refuses it
+        info = fields.get(key)
+        if info is None:  # a proto field the domain lacks: kept, so that validation refuses it
             out[key] = value
             continue
-        allows_none, inner = _optional_inner(field.annotation)
-        if allows_none and value in ("", [], {}):
+        if info.allows_none and value in ("", [], {}):
             continue
-        if value == "" and not field.is_required():  # an unset string: the domain's default (e.g. the schema id)
+        if value == "" and not info.required:  # an unset string: the domain's default (e.g. the schema id)
             continue
-        if isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(value, dict):
-            value = _normalise(inner, value)
-        elif get_origin(inner) is list and isinstance(value, list):
-            (item,) = get_args(inner) or (Any,)
-            if isinstance(item, type) and issubclass(item, BaseModel):
-                value = [_normalise(item, v) for v in value]
+        if info.model is not None and isinstance(value, dict):
+            value = _normalise(info.model, value)
+        elif info.item_model is not None and isinstance(value, list):
+            value = [_normalise(info.item_model, v) for v in value]
         out[key] = value
     return out
 
@@ -114,22 +139,18 @@ def _message_dict(message: Message) -> dict[str, Any]:
 def _fill_required(model_type: type[BaseModel], data: dict[str, Any], message: Message) -> dict[str, Any]:
     """Proto3 leaves a scalar at its default (0, "", false) unset; a required domain field gets that value back."""
     descriptor = message.DESCRIPTOR
-    for name, field in model_type.model_fields.items():
-        key = field.alias or name
+    for key, info in _field_table(model_type).items():
         proto_field = descriptor.fields_by_name.get(key)
         if proto_field is None:
             continue
-        if key not in data and field.is_required() and proto_field.type != FieldDescriptor.TYPE_MESSAGE:
-            data[key] = proto_field.default_value
-        elif key in data and proto_field.type == FieldDescriptor.TYPE_MESSAGE:
-            inner = _optional_inner(field.annotation)[1]
-            if proto_field.is_repeated and get_origin(inner) is list:
-                (item_type,) = get_args(inner)
-                if isinstance(item_type, type) and issubclass(item_type, BaseModel):
-                    items = getattr(message, key)
-                    data[key] = [_fill_required(item_type, d, m) for d, m in zip(data[key], items, strict=True)]
-            elif isinstance(inner, type) and issubclass(inner, BaseModel) and isinstance(data[key], dict):
-                data[key] = _fill_required(inner, data[key], getattr(message, key))
+        if key not in data:
+            if info.required and proto_field.type != FieldDescriptor.TYPE_MESSAGE:
+                data[key] = proto_field.default_value
+        elif info.item_model is not None and proto_field.is_repeated:
+            items = getattr(message, key)
+            data[key] = [_fill_required(info.item_model, d, m) for d, m in zip(data[key], items, strict=True)]
+        elif info.model is not None and isinstance(data[key], dict):
+            data[key] = _fill_required(info.model, data[key], getattr(message, key))
     return data
 
 

@@ -102,27 +102,31 @@ def build_risk_assessment(report: RiskReport) -> dict[str, Any]:
     return validated_risk_assessment(resource)
 
 
-def _shape(value: Any) -> Hashable:
-    """The structure of a JSON value: keys in order, element shapes of lists (not their length), leaf types."""
-    if isinstance(value, dict):
-        return tuple((key, _shape(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return ("[]", frozenset(_shape(item) for item in value))
-    return type(value).__name__
-
-
-def _primitives_ok(value: Any) -> bool:
-    """FHIR R4 primitive rules for the values our builder writes: strings carry non-whitespace content,
-    decimals are finite (http://hl7.org/fhir/R4/datatypes.html#primitive)."""
-    if isinstance(value, dict):
-        return all(_primitives_ok(item) for item in value.values())
-    if isinstance(value, list):
-        return all(_primitives_ok(item) for item in value)
+def _checked_shape(value: Any) -> Hashable | None:
+    """The structure of a JSON value (keys in order, the element shapes of lists but not their length, leaf
+    types), or None when a value breaks FHIR R4's primitive rules as our builder writes them: strings carry
+    non-whitespace content, decimals are finite (http://hl7.org/fhir/R4/datatypes.html#primitive)."""
     if isinstance(value, str):
-        return bool(value.strip())
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return True
+        return "str" if value.strip() else None
+    if isinstance(value, dict):
+        items = []
+        for key, item in value.items():
+            shape = _checked_shape(item)
+            if shape is None:
+                return None
+            items.append((key, shape))
+        return tuple(items)
+    if isinstance(value, list):
+        shapes = set()
+        for item in value:
+            shape = _checked_shape(item)
+            if shape is None:
+                return None
+            shapes.add(shape)
+        return ("[]", frozenset(shapes))
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return type(value).__name__
 
 
 _VALIDATED_SHAPES: dict[Hashable, bool] = {}
@@ -133,11 +137,11 @@ def validated_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:
     """`resource`, validated: the first time a structure appears, against the fhir.resources R4B model (and its
     element order checked to be the model's); afterwards, the same structure needs only FHIR's primitive rules
     on its values. Anything new or odd takes the full path, so no unvalidated structure is ever returned."""
-    shape = _shape(resource)
-    if _VALIDATED_SHAPES.get(shape) and _primitives_ok(resource):
+    shape = _checked_shape(resource)
+    if shape is not None and _VALIDATED_SHAPES.get(shape):
         return resource
     canonical = canonical_risk_assessment(resource)
-    if len(_VALIDATED_SHAPES) < _MAX_SHAPES:
+    if shape is not None and len(_VALIDATED_SHAPES) < _MAX_SHAPES:
         _VALIDATED_SHAPES[shape] = json.dumps(canonical) == json.dumps(resource)
     return canonical
 
