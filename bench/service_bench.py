@@ -130,8 +130,8 @@ def _assess_processes(payload: Path, seconds: float, *, processes: int) -> dict[
     try:
         assert server.stdout is not None
         target = server.stdout.readline().split()[3]
-        for _ in range(processes * 4):  # reach every process so that each has loaded its model
-            with grpc.insecure_channel(target) as channel:
+        for _ in range(processes * 6):  # reach every process so that each has loaded its model
+            with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
                 wait_serving(channel)
                 pb_grpc.FractureRiskServiceStub(channel).Assess(precomputed_request(), timeout=30)
         return _load(target, METHOD, payload, seconds)
