@@ -34,7 +34,7 @@ the picture is drawn on its own figure (no pyplot state), so many threads may ca
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +102,11 @@ def _read_inputs(
 
 
 def _segment(
-    volume: Volume, label_map: LabelMap | None, backend: str | None, cancel: threading.Event | None
+    volume: Volume,
+    label_map: LabelMap | None,
+    backend: str | None,
+    cancel: threading.Event | None,
+    backend_options: Mapping[str, object] | None = None,
 ) -> tuple[VertebraSegmentation, list[str]]:
     from imaging.segmentation.registry import get_backend
 
@@ -118,7 +122,7 @@ def _segment(
     else:
         if label_map is not None:
             notes.append(f"a label map was given but the {name!r} backend was asked for: the label map was not used")
-        segmenter = get_backend(name)
+        segmenter = get_backend(name, **dict(backend_options or {}))
     return segmenter.segment(volume, cancel=cancel), notes
 
 
@@ -237,15 +241,19 @@ def extract_features(
     labels: Path | str | LabelMap | None = None,
     label_convention: str = "totalsegmentator",
     backend: str | None = None,
+    backend_options: Mapping[str, object] | None = None,
     qa_png: Path | str | None = None,
     cancel: threading.Event | None = None,
     params: MeasureParams | None = None,
 ) -> BoneFeatures:
-    """Bone features of one CT series (see the module docstring for the steps and the summary rules)."""
+    """Bone features of one CT series (see the module docstring for the steps and the summary rules).
+
+    `backend_options` go to the backend (e.g. `{"model_dir": ..., "label_mapping": ...}` for "monai").
+    """
     _check(cancel, "reading the CT")
     volume, label_map = _read_inputs(ct, labels, label_convention, cancel)
     _check(cancel, "segmenting the vertebrae")
-    segmentation, notes = _segment(volume, label_map, backend, cancel)
+    segmentation, notes = _segment(volume, label_map, backend, cancel, backend_options)
     thresholds = qc_thresholds()
     params = params or MeasureParams(metal_hu=thresholds.metal_hu)
     _check(cancel, "measuring the vertebrae")

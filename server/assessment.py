@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -150,6 +151,17 @@ class Runtime:
     max_inline_image_bytes: int = 512 * 1024 * 1024
     feature_cache: FeatureCache = field(default_factory=FeatureCache)
     allow_local_inputs: bool = False  # True only in the CLI's own process
+    monai_options: Mapping[str, object] | None = None  # the configured MONAI network, if any
+
+    def backend_options(self, backend: str | None) -> Mapping[str, object] | None:
+        """Options of a segmentation backend from configuration (a request never names a path)."""
+        if backend != "monai":
+            return None
+        if self.monai_options is None:
+            raise RequestError(
+                "segmentation_backend", "BACKEND_NOT_CONFIGURED", "this server has no MONAI network configured"
+            )
+        return self.monai_options
 
 
 def _check_outcomes(request: AssessmentRequest) -> None:
@@ -185,7 +197,9 @@ def extract_bone_features(
         )
         if cancel is not None and cancel.is_set():
             raise ProcessingCancelledError("the caller gave up while the series was being fetched")
-        features = extract_features(load_dicom_datasets(instances), backend=backend, cancel=cancel)
+        volume = load_dicom_datasets(instances)
+        options = runtime.backend_options(backend)
+        features = extract_features(volume, backend=backend, backend_options=options, cancel=cancel)
         runtime.feature_cache.put(f"pacs:{imaging.study_uid}:{series_uid}:{backend}", features)
         return features
     if isinstance(imaging, InlineCt):
@@ -217,13 +231,19 @@ def extract_bone_features(
             if imaging.labels_nifti
             else None
         )
-        features = extract_features(volume, labels=labels, backend=backend, cancel=cancel)
+        options = runtime.backend_options(backend)
+        features = extract_features(volume, labels=labels, backend=backend, backend_options=options, cancel=cancel)
         runtime.feature_cache.put(key, features)
         return features
     if not runtime.allow_local_inputs:
         raise RequestError("imaging", "LOCAL_PATHS_REFUSED", "this server does not read local paths")
     return extract_features(
-        imaging.path, labels=imaging.labels, label_convention=imaging.label_convention, backend=backend, cancel=cancel
+        imaging.path,
+        labels=imaging.labels,
+        label_convention=imaging.label_convention,
+        backend=backend,
+        backend_options=runtime.backend_options(backend),
+        cancel=cancel,
     )
 
 

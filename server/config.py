@@ -69,6 +69,13 @@ class DicomWebConfig(_Section):
     timeout_s: float = Field(default=60.0, gt=0)
 
 
+class MonaiConfig(_Section):
+    """A MONAI segmentation network of the site's own (never downloaded); requests may then ask for "monai"."""
+
+    model_dir: Path
+    label_mapping: Path | None = None
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port")
@@ -88,6 +95,7 @@ class ServerConfig(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     fhir: FhirSourceConfig | None = None
     dicomweb: DicomWebConfig | None = None
+    monai: MonaiConfig | None = None
 
     @model_validator(mode="after")
     def _server_side_paths_within_data_roots(self) -> ServerConfig:
@@ -95,7 +103,7 @@ class ServerConfig(_Section):
         if not self.data_roots:
             return self
         roots = [root.resolve() for root in self.data_roots]
-        paths = {"model_dir": self.model_dir}
+        paths = {"model_dir": self.model_dir, "monai.model_dir": self.monai.model_dir if self.monai else None}
         if self.fhir is not None and not self.fhir.is_url:
             paths["fhir.source"] = Path(self.fhir.source)
         for name, path in paths.items():

@@ -91,6 +91,15 @@ def _open_fhir(config: FhirSourceConfig) -> FhirSource:
     return open_source(config.source, auth=auth, timeout_s=config.timeout_s)
 
 
+def _monai_options(config: ServerConfig) -> dict[str, object] | None:
+    if config.monai is None:
+        return None
+    options: dict[str, object] = {"model_dir": config.monai.model_dir}
+    if config.monai.label_mapping is not None:
+        options["label_mapping"] = config.monai.label_mapping
+    return options
+
+
 class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServicer):
     """Implements the v1 contract over `server.assessment`."""
 
@@ -124,6 +133,7 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
                 pacs=pacs,
                 max_inline_image_bytes=self._config.max_inline_image_bytes,
                 feature_cache=FeatureCache(capacity=self._config.feature_cache_entries),
+                monai_options=_monai_options(self._config),
             )
         except Exception as exc:
             self._load_error = " ".join(str(exc).split())

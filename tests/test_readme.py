@@ -19,3 +19,4 @@ def test_configuration_example_loads(tmp_path: Path) -> None:
     assert config.fhir is not None and config.fhir.is_url and config.fhir.smart_client_id == "osteorisk"
     assert config.dicomweb is not None
     assert config.auth.token_file is not None
+    assert config.monai is not None and config.monai.label_mapping is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imaging.conventions import convention_names
+from imaging.errors import ImageInputError
 from imaging.pipeline import extract_features
 from imaging.types import BoneFeatures
 
@@ -40,6 +41,10 @@ def register(subparsers: Any) -> None:
         "--backend",
         choices=_BACKENDS,
         help="segmentation backend (default: labels when --labels is given, else builtin)",
+    )
+    parser.add_argument("--monai-model", type=Path, metavar="DIR", help="with --backend monai: the network's directory")
+    parser.add_argument(
+        "--monai-label-mapping", type=Path, metavar="FILE", help="with --backend monai: output label -> level (JSON)"
     )
     parser.add_argument("--qa-png", type=Path, metavar="OUT.png", help="write the QA picture here")
     parser.add_argument("--json", action="store_true", help="print the BoneFeatures JSON")
@@ -85,12 +90,27 @@ def render_table(features: BoneFeatures) -> str:
     return "\n".join(lines)
 
 
+def backend_options(args: argparse.Namespace) -> dict[str, object]:
+    """Options of the chosen backend from the command line (only the MONAI backend takes any)."""
+    if args.backend != "monai":
+        if args.monai_model or args.monai_label_mapping:
+            raise ImageInputError("--monai-model and --monai-label-mapping go with --backend monai")
+        return {}
+    if args.monai_model is None:
+        raise ImageInputError("--backend monai needs --monai-model DIR (a network or bundle directory of yours)")
+    options: dict[str, object] = {"model_dir": args.monai_model}
+    if args.monai_label_mapping is not None:
+        options["label_mapping"] = args.monai_label_mapping
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     features = extract_features(
         args.ct_path,
         labels=args.labels,
         label_convention=args.label_convention,
         backend=args.backend,
+        backend_options=backend_options(args),
         qa_png=args.qa_png,
     )
     if args.json:

@@ -258,3 +258,16 @@ def test_remote_and_in_process_cli_print_the_same_json(
     local, remote = (RiskReport.model_validate_json(text) for text in outputs)
     assert local == remote
     assert outputs[0] == outputs[1]
+
+
+def test_a_backend_the_server_has_not_configured_is_refused(
+    stub: pb_grpc.FractureRiskServiceStub, shared_data: Callable[[str], Path]
+) -> None:
+    request = _precomputed_request()
+    request.ClearField("bone_features")
+    request.segmentation_backend = "monai"
+    request.inline_image.format = pb.InlineImage.NIFTI
+    request.inline_image.data = shared_data("ct/totalseg/example_ct_sm.nii.gz").read_bytes()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Assess(request, timeout=60)
+    assert _violation(err.value) == ("segmentation_backend", "BACKEND_NOT_CONFIGURED")
