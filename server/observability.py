@@ -104,23 +104,60 @@ def _code_name(context: grpc.ServicerContext, failed: bool) -> str:
     return str(code.name) if isinstance(code, grpc.StatusCode) else str(code)
 
 
+def _request_id(context: grpc.ServicerContext) -> str:
+    """The client's `x-request-id` metadata (for log lines; at most 64 characters)."""
+    return next((str(v) for k, v in context.invocation_metadata() or () if k == "x-request-id"), "")[:64]
+
+
+class _MethodMetrics:
+    """One method's metric children, looked up once (a labels() call per RPC costs a lock and a dict)."""
+
+    def __init__(self, metrics: Metrics, method: str) -> None:
+        self._metrics = metrics
+        self.method = method
+        self.latency = metrics.latency.labels(method)
+        self._by_code: dict[str, Any] = {}
+
+    def count(self, code: str) -> None:
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code.setdefault(code, self._metrics.requests.labels(self.method, code))
+        child.inc()
+        if code != "OK":
+            self._metrics.errors.labels(self.method, code).inc()
+
+
 class ObservabilityInterceptor(grpc.ServerInterceptor):
-    """Counts, times and logs every RPC (method, code, duration, request id), without request content."""
+    """Counts, times and logs every RPC (method, code, duration, request id), without request content.
+
+    Outermost interceptor: the handler chain of each method is built once and reused for every call of that
+    method, so the interceptors inside it must read per-call data (metadata, peer) inside the call, as
+    `AuthInterceptor` does, never when the handler is built (tests/server/test_security.py checks it).
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._lock = threading.Lock()
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        metadata = handler_call_details.invocation_metadata or ()
-        request_id = next((str(v) for k, v in metadata if k == "x-request-id"), "")[:64]
+        wrapped = wrap_handler(handler, self._around(method))
+        with self._lock:
+            return self._handlers.setdefault(method, wrapped)
+
+    def _around(self, method: str) -> Callable[[Behaviour], Behaviour]:
+        counters = _MethodMetrics(self._metrics, method)
 
         def around(behaviour: Behaviour) -> Behaviour:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
@@ -129,37 +166,33 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 try:
                     result = behaviour(request, context)
                 except BaseException:
-                    self._finish(method, request_id, context, start, failed=True)
+                    self._finish(counters, context, start, failed=True)
                     raise
                 if isinstance(result, Iterator):
-                    return self._observe_stream(result, method, request_id, context, start)
-                self._finish(method, request_id, context, start, failed=False)
+                    return self._observe_stream(result, counters, context, start)
+                self._finish(counters, context, start, failed=False)
                 return result
 
             return run
 
-        return wrap_handler(handler, around)
+        return around
 
     def _observe_stream(
-        self, responses: Iterator[Any], method: str, request_id: str, context: grpc.ServicerContext, start: float
+        self, responses: Iterator[Any], counters: _MethodMetrics, context: grpc.ServicerContext, start: float
     ) -> Iterator[Any]:
         failed = True
         try:
             yield from responses
             failed = False
         finally:
-            self._finish(method, request_id, context, start, failed=failed)
+            self._finish(counters, context, start, failed=failed)
 
-    def _finish(
-        self, method: str, request_id: str, context: grpc.ServicerContext, start: float, *, failed: bool
-    ) -> None:
+    def _finish(self, counters: _MethodMetrics, context: grpc.ServicerContext, start: float, *, failed: bool) -> None:
         elapsed = time.perf_counter() - start
         code = _code_name(context, failed)
         self._metrics.in_flight.dec()
-        self._metrics.requests.labels(method, code).inc()
-        self._metrics.latency.labels(method).observe(elapsed)
-        if code != "OK":
-            self._metrics.errors.labels(method, code).inc()
+        counters.count(code)
+        counters.latency.observe(elapsed)
         # failures at INFO (WARNING for server faults); successes at DEBUG: metrics count every RPC, and a
         # log line per successful call would cost more than a fast assessment itself
         level = logging.WARNING if code in ("INTERNAL", "UNKNOWN") else logging.DEBUG if code == "OK" else logging.INFO
@@ -168,10 +201,10 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                 level,
                 "rpc finished",
                 extra={
-                    "method": method,
+                    "method": counters.method,
                     "code": code,
                     "duration_ms": round(elapsed * 1000, 3),
-                    "request_id": request_id,
+                    "request_id": _request_id(context),
                 },
             )
 

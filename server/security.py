@@ -195,7 +195,11 @@ def _iterate_as(caller: Caller, responses: Iterator[Any]) -> Iterator[Any]:
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    """UNAUTHENTICATED without a valid bearer token, PERMISSION_DENIED without the method's scope."""
+    """UNAUTHENTICATED without a valid bearer token, PERMISSION_DENIED without the method's scope.
+
+    The token is read from each call's own metadata inside the call (never captured when the handler is built),
+    so a handler may be built once per method and shared by every call.
+    """
 
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
@@ -209,11 +213,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not method.startswith(_PROTECTED_PREFIX):
             return handler
-        metadata: Iterable[tuple[str, str | bytes]] = handler_call_details.invocation_metadata or ()
-        authorization = next((str(v) for k, v in metadata if k == "authorization"), None)
 
         def around(behaviour: Behaviour) -> Behaviour:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
+                metadata: Iterable[tuple[str, str | bytes]] = context.invocation_metadata() or ()
+                authorization = next((str(v) for k, v in metadata if k == "authorization"), None)
                 return run_as(self._check(authorization, method, context), behaviour, request, context)
 
             return run

@@ -198,25 +198,32 @@ class DecodeGuardInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parse = handler.request_deserializer
-        streaming = handler.request_streaming
+        return guard_decoding(handler)
 
-        def decode(data: bytes, context: grpc.ServicerContext) -> Any:
-            try:
-                return parse(data)
-            except DecodeError:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request bytes are not a valid protobuf message")
 
-        def around(behaviour: Behaviour) -> Behaviour:
-            def run(request: Any, context: grpc.ServicerContext) -> Any:
-                if streaming:
-                    return behaviour((decode(item, context) for item in request), context)
-                return behaviour(decode(request, context), context)
+def guard_decoding(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """`handler`, taking raw request bytes and answering INVALID_ARGUMENT when they do not parse."""
+    parse = handler.request_deserializer
+    if parse is None:
+        return handler
+    streaming = handler.request_streaming
 
-            return run
+    def decode(data: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request bytes are not a valid protobuf message")
 
-        guarded = wrap_handler(handler, around)
-        return _without_deserializer(guarded)
+    def around(behaviour: Behaviour) -> Behaviour:
+        def run(request: Any, context: grpc.ServicerContext) -> Any:
+            if streaming:
+                return behaviour((decode(item, context) for item in request), context)
+            return behaviour(decode(request, context), context)
+
+        return run
+
+    guarded = wrap_handler(handler, around)
+    return _without_deserializer(guarded)
 
 
 def _without_deserializer(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

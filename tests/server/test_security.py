@@ -74,6 +74,14 @@ def test_token_file_authentication_and_scopes(token_file: Path) -> None:
             assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_each_call_is_judged_by_its_own_token(token_file: Path) -> None:
+    """Handlers are built once per method: a good token on one call must not let the next call through."""
+    for running in _serve(ServerConfig(port=0, auth=AuthConfig(token_file=token_file))):
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            for token, allowed in [("reader-secret", True), ("wrong", False), (None, False), ("reader-secret", True)]:
+                assert _past_auth(_model_info_code(channel, token)) is allowed, token
+
+
 def test_streaming_method_needs_its_scope_too(token_file: Path) -> None:
     for running in _serve(ServerConfig(port=0, auth=AuthConfig(token_file=token_file))):
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
