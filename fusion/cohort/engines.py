@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -135,14 +136,25 @@ class LocalEngine:
         pending: dict[Future[R], T] = {}
         iterator = iter(tasks)
         exhausted = False
+        # Tasks that were running when a worker died: one of them killed it, the others were only beside it.
+        # Each is run again alone on a fresh pool; the one that kills its worker alone is reported as died.
+        suspects: deque[T] = deque()
+        alone = False
         while True:
-            while not exhausted and len(pending) < limit:
-                try:
-                    task = next(iterator)
-                except StopIteration:
-                    exhausted = True
-                    break
-                pending[self._executor().submit(function, task)] = task
+            if suspects:
+                alone = True
+                if not pending:
+                    suspect = suspects.popleft()
+                    pending[self._executor().submit(function, suspect)] = suspect
+            else:
+                alone = False
+                while not exhausted and len(pending) < limit:
+                    try:
+                        task = next(iterator)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[self._executor().submit(function, task)] = task
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -152,15 +164,17 @@ class LocalEngine:
                 failure = future.exception()
                 if isinstance(failure, BrokenProcessPool):
                     broken = True
-                    yield Completed(task, None, WorkerDiedError(_died_message()))
+                    if alone:
+                        yield Completed(task, None, WorkerDiedError(_died_message()))
+                    else:
+                        suspects.append(task)
                 elif failure is not None:
                     yield Completed(task, None, failure)
                 else:
                     yield Completed(task, future.result())
             if broken:
-                # every task still pending ran on the broken pool: report them, then start a new pool
-                for task in list(pending.values()):
-                    yield Completed(task, None, WorkerDiedError(_died_message()))
+                # every task still pending ran on the broken pool: suspects too; then a new pool
+                suspects.extend(pending.values())
                 pending.clear()
                 self._shutdown()
 
@@ -180,7 +194,7 @@ class LocalEngine:
 
 
 def _died_message() -> str:
-    return "a worker process died (a crash or out of memory) while this task or one beside it was running"
+    return "the worker process died (a crash or out of memory) while running this task alone"
 
 
 class DaskEngine:

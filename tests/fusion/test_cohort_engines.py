@@ -73,7 +73,8 @@ def test_local_workers_report_failures_and_survive_a_dead_worker() -> None:
         died = {c.task: c for c in engine.run(_die, range(8), max_in_flight=2)}
     assert sorted(died) == list(range(8))
     assert isinstance(died[3].error, WorkerDiedError) and died[3].error.reason == "WORKER_DIED"
-    assert [died[x].result for x in range(5, 8)] == [5, 6, 7], "the pool restarts for the tasks after the crash"
+    # the tasks that ran beside the crashing one are run again alone on a fresh pool: only task 3 fails
+    assert {x: c.result for x, c in died.items() if c.error is None} == {x: x for x in range(8) if x != 3}
     with LocalEngine(workers=1) as inline:
         assert [c.result for c in inline.run(_square, [2, 3])] == [4, 9]
 
