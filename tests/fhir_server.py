@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -47,6 +46,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEKMET = REPO_ROOT / ".venv-fhir" / "bin" / "sekmet"
@@ -206,13 +207,6 @@ def sekmet_executable() -> Path:
             f"sekmet-fhir is not installed at {path}: run `make fhir-venv` (or set OSTEORISK_SEKMET to its `sekmet`)"
         )
     return path
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the server binds it a moment later; start retries on a clash)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _settings(workdir: Path, port: int, auth: SekmetAuth) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 from fusion.bundled import default_model_dir
 from fusion.cohort.engines import ENGINES
 from fusion.types import DEFAULT_HORIZONS_YEARS
+from server.cli.arguments import horizon_years
 
 
 def _positive(text: str) -> int:
@@ -44,16 +45,6 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _horizons(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"horizons are years separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("at least one horizon is needed")
-    return values
 
 
 def _columns(text: str) -> tuple[str, ...] | None:
@@ -118,10 +109,11 @@ def register(subparsers: Any) -> None:
     )
     score.add_argument(
         "--horizons",
-        type=_horizons,
-        default=DEFAULT_HORIZONS_YEARS,
+        type=horizon_years,
+        nargs="+",
+        default=list(DEFAULT_HORIZONS_YEARS),
         metavar="YEARS",
-        help="comma-separated horizons in years (default: 1,2,5,10)",
+        help="horizons in years (default: 1 2 5 10)",
     )
     score.add_argument(
         "--columns",

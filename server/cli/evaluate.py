@@ -31,7 +31,7 @@ from fusion.evaluate import (
     render_text,
 )
 from fusion.features import parse_column_map
-from server.cli.synth import horizon_years
+from server.cli.arguments import horizon_years
 
 
 def register(subparsers: Any) -> None:

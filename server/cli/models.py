@@ -3,7 +3,7 @@
     osteorisk train --cohort cohort.parquet --out models/site [--model cox|forest|net|logistic]
                     [--features a,b,C(c),a:b] [--categorical c] [--target COL] [--seed S] [--bootstrap B]
                     [--column-map OLD=NEW,...] [--calibration platt|isotonic|none]
-    osteorisk predict --model models/site --cohort cohort.parquet --out risks.parquet [--horizons 1,2,5,10]
+    osteorisk predict --model models/site --cohort cohort.parquet --out risks.parquet [--horizons 1 2 5 10]
 
 By default the canonical feature columns present in the cohort become the model's inputs. `predict` writes
 `patient_id`, `risk_mof_<h>y` / `risk_hip_<h>y` (cumulative incidence, death competing) with `_lo`/`_hi`
@@ -25,20 +25,11 @@ from fusion.design import split_terms
 from fusion.errors import CohortError
 from fusion.features import parse_column_map
 from fusion.training import DEFAULT_REQUIRED, TrainConfig, train_model
+from server.cli.arguments import horizon_years
 
 
 def _names(text: str | None) -> tuple[str, ...]:
     return tuple(split_terms(text)) if text else ()
-
-
-def _horizons(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"horizons must be years separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("at least one horizon is needed")
-    return values
 
 
 def register(subparsers: Any) -> None:
@@ -77,7 +68,10 @@ def register(subparsers: Any) -> None:
     predict.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
     predict.add_argument("--cohort", type=Path, required=True, help="cohort table (Parquet, CSV or TSV)")
     predict.add_argument("--out", type=Path, required=True, help="output table (.parquet or .csv)")
-    predict.add_argument("--horizons", type=_horizons, default=(1.0, 2.0, 5.0, 10.0), help="years, e.g. 1,2,5,10")
+    predict.add_argument(
+        "--horizons", type=horizon_years, nargs="+", default=[1.0, 2.0, 5.0, 10.0], metavar="YEARS",
+        help="horizons in years (default: 1 2 5 10)",
+    )  # fmt: skip
     predict.add_argument("--column-map", help="rename columns first: OLD=NEW,OLD2=NEW2")
     predict.add_argument(
         "--skip-invalid", action="store_true", help="score what can be scored; refused rows get NaN and a reason"

@@ -20,6 +20,7 @@ from typing import Any
 from fusion.cohort_table import write_cohort
 from fusion.synth import DEFAULT_TRUTH_HORIZONS, synth_cohort
 from fusion.synth.generate import MAX_ROWS
+from server.cli.arguments import horizon_years
 
 
 def _positive_int(text: str) -> int:
@@ -39,17 +40,6 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def horizon_years(text: str) -> float:
-    """argparse type: a horizon in years, (0, 50]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of years: {text!r}") from None
-    if not 0 < value <= 50:
-        raise argparse.ArgumentTypeError(f"horizons are years in (0, 50], got {value}")
     return value
 
 

@@ -6,7 +6,6 @@ purpose (slow, failing, refusing) — real servers, not mocks.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from server.config import DicomWebConfig, FhirSourceConfig, ServerConfig
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc as pb_grpc
 from tests.fhir_server import SekmetServer
+from tests.net import free_port
 from tests.server.conftest import wait_serving
 from tests.server.test_service import _precomputed_request
 
@@ -58,12 +58,6 @@ def misbehaving() -> Iterator[ThreadingHTTPServer]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -108,7 +102,7 @@ def test_patient_from_a_real_fhir_server_matches_the_bundle(
 
 def test_fhir_server_down_failing_or_slow(misbehaving: ThreadingHTTPServer) -> None:
     request = pb.AssessRequest(fhir_patient=pb.FhirPatient(patient_id="p1"))
-    down = ServerConfig(port=0, fhir=FhirSourceConfig(source=f"http://127.0.0.1:{_closed_port()}/fhir", timeout_s=2))
+    down = ServerConfig(port=0, fhir=FhirSourceConfig(source=f"http://127.0.0.1:{free_port()}/fhir", timeout_s=2))
     with _serve(down) as (_running, stub, channel):
         code, details = _code(lambda: stub.Assess(request, timeout=30))
         assert code == grpc.StatusCode.UNAVAILABLE, details
@@ -131,7 +125,7 @@ def test_pacs_down_or_slow(misbehaving: ThreadingHTTPServer) -> None:
     request.ClearField("bone_features")
     request.pacs_series.study_uid = "1.2.3"
     request.pacs_series.series_uid = "1.2.3.4"
-    down = ServerConfig(port=0, dicomweb=DicomWebConfig(base_url=f"http://127.0.0.1:{_closed_port()}/dicom-web"))
+    down = ServerConfig(port=0, dicomweb=DicomWebConfig(base_url=f"http://127.0.0.1:{free_port()}/dicom-web"))
     with _serve(down) as (_running, stub, channel):
         code, details = _code(lambda: stub.Assess(request, timeout=30))
         assert code == grpc.StatusCode.UNAVAILABLE and "PACS" in details

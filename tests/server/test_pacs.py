@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import pytest
 from server.config import DicomWebConfig
 from server.errors import PacsNotFoundError, PacsUnavailableError, RequestError
 from server.pacs import PacsClient, SeriesSummary, largest_ct_series, validate_uid
+from tests.net import free_port
 from tests.orthanc_server import OrthancServer
 from tests.server.conftest import StoredSeries
 
@@ -56,12 +56,6 @@ def test_default_choice_prefers_the_series_with_most_instances() -> None:
     assert largest_ct_series([thick, thin]) == thin
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _Misbehaving(BaseHTTPRequestHandler):
     delay_s = 0.0
     status = 503
@@ -85,7 +79,7 @@ def misbehaving_pacs() -> Iterator[ThreadingHTTPServer]:
 
 
 def test_pacs_down_slow_or_failing_is_unavailable(misbehaving_pacs: ThreadingHTTPServer) -> None:
-    down = PacsClient(DicomWebConfig(base_url=f"http://127.0.0.1:{_closed_port()}/dicom-web"))
+    down = PacsClient(DicomWebConfig(base_url=f"http://127.0.0.1:{free_port()}/dicom-web"))
     with pytest.raises(PacsUnavailableError, match="cannot connect"):
         down.fetch_series("1.2.3", "1.2.3.4")
     url = f"http://127.0.0.1:{misbehaving_pacs.server_address[1]}/dicom-web"
