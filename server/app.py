@@ -53,13 +53,14 @@ def create_server(config: ServerConfig) -> tuple[grpc.Server, int]:
 def _build(config: ServerConfig) -> RunningServer:
     metrics = Metrics()
     authenticator = Authenticator(config.auth)
-    # outermost first: every RPC is counted and logged; credentials are checked before any request byte is parsed
-    interceptors: list[grpc.ServerInterceptor] = [ObservabilityInterceptor(metrics)]
+    # outermost first: credentials are checked before any request byte is read (refusals are counted too);
+    # then every RPC is counted, timed and logged; then undecodable bytes become INVALID_ARGUMENT
+    interceptors: list[grpc.ServerInterceptor] = []
     if authenticator.enabled:
-        interceptors.append(AuthInterceptor(authenticator))
+        interceptors.append(AuthInterceptor(authenticator, on_denied=metrics.count_refused))
     elif config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("authentication is off on a non-loopback address", extra={"host": config.host})
-    interceptors.append(DecodeGuardInterceptor())
+    interceptors += [ObservabilityInterceptor(metrics), DecodeGuardInterceptor()]
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),

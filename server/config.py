@@ -33,12 +33,27 @@ class TlsConfig(_Section):
 
 
 class AuthConfig(_Section):
-    """Bearer-token authentication; with neither file set, authentication is off (loopback use only)."""
+    """Bearer-token authentication, on as soon as a token file or a JWKS is configured.
 
-    token_file: Path | None = Field(default=None, description="static tokens: one 'token scope,scope' per line")
+    With neither, authentication is off, which the server accepts only on a loopback address unless
+    `allow_unauthenticated` says otherwise (e.g. behind an authenticating proxy on a private network).
+    """
+
+    token_file: Path | None = Field(default=None, description="static tokens: '<token> <caller> <scope,...>' lines")
     jwks_file: Path | None = Field(default=None, description="local JWKS to verify JWT bearer tokens")
-    jwt_audience: str | None = None
+    jwt_audience: str | None = Field(default=None, description="required with jwks_file: this service's audience")
     jwt_issuer: str | None = None
+    allow_unauthenticated: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.token_file is not None or self.jwks_file is not None
+
+    @model_validator(mode="after")
+    def _audience_with_jwks(self) -> AuthConfig:
+        if self.jwks_file is not None and not self.jwt_audience:
+            raise ValueError("jwt_audience is required with jwks_file (tokens issued for other services must fail)")
+        return self
 
 
 class FhirSourceConfig(_Section):
@@ -96,6 +111,16 @@ class ServerConfig(_Section):
     fhir: FhirSourceConfig | None = None
     dicomweb: DicomWebConfig | None = None
     monai: MonaiConfig | None = None
+
+    @model_validator(mode="after")
+    def _authentication_off_only_on_loopback(self) -> ServerConfig:
+        loopback = self.host in ("127.0.0.1", "localhost", "::1")
+        if not self.auth.enabled and not loopback and not self.auth.allow_unauthenticated:
+            raise ValueError(
+                f"host {self.host} is not loopback and no [auth] token_file or jwks_file is configured "
+                "(set auth.allow_unauthenticated = true only behind an authenticating proxy)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _server_side_paths_within_data_roots(self) -> ServerConfig:

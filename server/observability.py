@@ -86,6 +86,11 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+    def count_refused(self, method: str, code: grpc.StatusCode) -> None:
+        """An RPC refused before it ran (authentication): counted like the others."""
+        self.requests.labels(method, code.name).inc()
+        self.errors.labels(method, code.name).inc()
+
     def set_model(self, model_id: str, version: str, sha256: str) -> None:
         self.model.clear()
         self.model.labels(model_id, version, sha256).set(1)

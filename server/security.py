@@ -77,10 +77,10 @@ class Authenticator:
         self._jwks = _read_jwks(config.jwks_file) if config.jwks_file else None
         self._audience = config.jwt_audience
         self._issuer = config.jwt_issuer
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._tokens) or self._jwks is not None
+        self.enabled = config.enabled
+        if self.enabled and not self._tokens and (self._jwks is None or not self._jwks.keys):
+            # e.g. every token commented out: refuse to start rather than serve without authentication
+            raise ConfigError("authentication is configured but the token file and JWKS hold no usable key")
 
     def authenticate(self, token: str) -> Caller:
         digest = hashlib.sha256(token.encode()).digest()
@@ -197,44 +197,73 @@ def _iterate_as(caller: Caller, responses: Iterator[Any]) -> Iterator[Any]:
 class AuthInterceptor(grpc.ServerInterceptor):
     """UNAUTHENTICATED without a valid bearer token, PERMISSION_DENIED without the method's scope.
 
-    The token is read from each call's own metadata inside the call (never captured when the handler is built),
-    so a handler may be built once per method and shared by every call.
+    Outermost interceptor: the token is checked from the call's metadata before any request byte is read,
+    so callers without a token cannot hold the server's threads by sending a slow or huge body. A method
+    under /osteorisk.v1. that has no scope in METHOD_SCOPES is denied (fail closed).
     """
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, on_denied: Callable[[str, grpc.StatusCode], None]) -> None:
         self._authenticator = authenticator
+        self._on_denied = on_denied
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or not method.startswith(_PROTECTED_PREFIX):
-            return handler
+        if not method.startswith(_PROTECTED_PREFIX):
+            return continuation(handler_call_details)
+        metadata: Iterable[tuple[str, str | bytes]] = handler_call_details.invocation_metadata or ()
+        authorization = next((str(v) for k, v in metadata if k == "authorization"), None)
+        try:
+            caller = self._check(authorization, method)
+        except _DeniedError as denied:
+            self._on_denied(method, denied.code)
+            handler = continuation(handler_call_details)
+            return _deny(denied, streaming_response=bool(handler is not None and handler.response_streaming))
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
 
         def around(behaviour: Behaviour) -> Behaviour:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
-                metadata: Iterable[tuple[str, str | bytes]] = context.invocation_metadata() or ()
-                authorization = next((str(v) for k, v in metadata if k == "authorization"), None)
-                return run_as(self._check(authorization, method, context), behaviour, request, context)
+                return run_as(caller, behaviour, request, context)
 
             return run
 
         return wrap_handler(handler, around)
 
-    def _check(self, authorization: str | None, method: str, context: grpc.ServicerContext) -> Caller:
+    def _check(self, authorization: str | None, method: str) -> Caller:
         if authorization is None or not authorization.lower().startswith("bearer "):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (metadata 'authorization')")
+            raise _DeniedError(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (metadata 'authorization')")
         try:
             caller = self._authenticator.authenticate(authorization[7:].strip())
         except AuthError as exc:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise _DeniedError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from None
         needed = METHOD_SCOPES.get(method)
-        if needed is not None and needed not in caller.scopes:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"token lacks scope {needed!r} for {method}")
+        if needed is None or needed not in caller.scopes:
+            scope = needed or "(none defined)"
+            raise _DeniedError(grpc.StatusCode.PERMISSION_DENIED, f"token lacks scope {scope!r} for {method}")
         return Caller(id=caller.id, scopes=caller.scopes, method=method)
+
+
+class _DeniedError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _deny(denied: _DeniedError, *, streaming_response: bool) -> grpc.RpcMethodHandler:
+    """A handler that answers at once without reading the request (a stream-request handler is never made to
+    wait for a body); it works for unary and streaming calls alike."""
+
+    def refuse(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(denied.code, str(denied))
+
+    if streaming_response:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 def server_credentials(cert_file: Path, key_file: Path, client_ca_file: Path | None) -> grpc.ServerCredentials:

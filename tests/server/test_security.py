@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import ValidationError
 
 from server.app import RunningServer, start
-from server.config import AuthConfig, ConfigError, ServerConfig, TlsConfig
+from server.config import AuthConfig, ConfigError, ServerConfig, TlsConfig, load_config
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc as pb_grpc
 from server.security import Authenticator
@@ -207,3 +209,42 @@ def test_cli_client_over_tls_with_a_token(tmp_path: Path, token_file: Path, caps
         assert report["patient_id"] == "p9"
         assert main(base) == 1  # no token
         assert "UNAUTHENTICATED" in capsys.readouterr().err
+
+
+def test_authentication_cannot_be_switched_off_by_accident(tmp_path: Path) -> None:
+    revoked = tmp_path / "tokens"
+    revoked.write_text("# old-secret  ehr  osteorisk.assess\n")
+    with pytest.raises(ConfigError, match="no usable key"):
+        Authenticator(AuthConfig(token_file=revoked))
+    with pytest.raises(ConfigError, match="not loopback"):
+        load_config(None, environ={"OSTEORISK_HOST": "0.0.0.0"})
+    open_config = tmp_path / "open.toml"
+    open_config.write_text('host = "0.0.0.0"\n[auth]\nallow_unauthenticated = true\n')
+    assert load_config(open_config, environ={}).auth.allow_unauthenticated
+    jwks, _ = _jwks_and_key(tmp_path)
+    with pytest.raises(ValidationError, match="jwt_audience"):
+        AuthConfig(jwks_file=jwks)
+
+
+def test_callers_without_a_token_cannot_hold_the_threads(token_file: Path) -> None:
+    """Calls that never send their request are refused from their metadata, before the body is awaited."""
+    for running in _serve(ServerConfig(port=0, max_workers=2, auth=AuthConfig(token_file=token_file))):
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            assert wait_serving(channel) == health_pb2.HealthCheckResponse.SERVING
+            hold = channel.stream_unary("/osteorisk.v1.FractureRiskService/Assess")
+            never: threading.Event = threading.Event()
+
+            def silent(never: threading.Event = never) -> Iterator[bytes]:
+                never.wait(30)
+                yield b""
+
+            calls = [hold.future(silent(), timeout=30) for _ in range(4)]
+            try:
+                for call in calls:
+                    with pytest.raises(grpc.RpcError) as err:
+                        call.result(timeout=10)
+                    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                assert health.status == health_pb2.HealthCheckResponse.SERVING
+            finally:
+                never.set()
