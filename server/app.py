@@ -1,4 +1,4 @@
-"""Building and running the gRPC server: `create_server(config) -> (server, port)` and `serve(config)`.
+"""Building and running the gRPC server: `start(config) -> RunningServer` (tests, the demo) and `serve(config)`.
 
 The server carries the osteorisk.v1 service, grpc.health.v1 health checking (NOT_SERVING until the model
 is loaded, and again during shutdown), server reflection, optional TLS / mutual TLS, bearer-token
@@ -37,17 +37,16 @@ class RunningServer:
     health: health.HealthServicer
     metrics: Metrics
     metrics_port: int | None
+    servicer: FractureRiskService
 
     def stop(self, grace_s: float) -> None:
-        """Graceful shutdown: report NOT_SERVING, refuse new RPCs, let running ones finish for `grace_s`."""
+        """Graceful shutdown: report NOT_SERVING, refuse new RPCs, end streams at a request boundary, let
+        running requests finish for `grace_s`; then close the metrics endpoint and the upstream connections."""
         self.health.enter_graceful_shutdown()
+        self.servicer.begin_shutdown()
         self.server.stop(grace_s).wait()
-
-
-def create_server(config: ServerConfig) -> tuple[grpc.Server, int]:
-    """A configured, not yet started server and the port it bound (config.port 0 picks a free one)."""
-    running = _build(config)
-    return running.server, running.port
+        self.servicer.close()
+        self.metrics.close()
 
 
 def _build(config: ServerConfig) -> RunningServer:
@@ -98,11 +97,11 @@ def _build(config: ServerConfig) -> RunningServer:
         raise OSError(f"could not bind {address}")
     metrics_port = metrics.serve_http(config.host, config.metrics_port) if config.metrics_port is not None else None
     servicer.start_loading()
-    return RunningServer(server, port, health_servicer, metrics, metrics_port)
+    return RunningServer(server, port, health_servicer, metrics, metrics_port, servicer)
 
 
 def start(config: ServerConfig) -> RunningServer:
-    """Build and start a server (for tests and the demo); the caller stops it."""
+    """Build and start a server bound to `config.port` (0 picks a free one, see `.port`); the caller stops it."""
     running = _build(config)
     running.server.start()
     log.info("osteorisk gRPC server listening", extra={"port": running.port, "tls": config.tls is not None})

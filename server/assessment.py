@@ -9,11 +9,13 @@ only against the configured FHIR source and PACS; only the CLI, in the user's ow
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -25,10 +27,16 @@ from fusion.artifacts import LoadedModel
 from fusion.assess import assess as assess_patient
 from fusion.types import DEFAULT_HORIZONS_YEARS, OUTCOMES, RiskReport
 from imaging.errors import ProcessingCancelledError
-from imaging.io import label_map_from_bytes, load_dicom_bytes, load_dicom_datasets, load_nifti_bytes
+from imaging.io import (
+    ReadOptions,
+    label_map_from_bytes,
+    load_dicom_bytes,
+    load_dicom_datasets,
+    load_nifti_bytes,
+)
 from imaging.pipeline import extract_features
 from imaging.types import BoneFeatures
-from server.errors import RequestError
+from server.errors import RequestError, ServerBusyError
 from server.fhir_risk_assessment import build_risk_assessment
 from server.pacs import PacsClient
 
@@ -152,6 +160,9 @@ class Runtime:
     feature_cache: FeatureCache = field(default_factory=FeatureCache)
     allow_local_inputs: bool = False  # True only in the CLI's own process
     monai_options: Mapping[str, object] | None = None  # the configured MONAI network, if any
+    read_options: ReadOptions = field(default_factory=ReadOptions)  # e.g. the largest CT volume read
+    ct_slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(2))
+    max_fhir_bundle_bytes: int = 32 * 1024 * 1024
 
     def backend_options(self, backend: str | None) -> Mapping[str, object] | None:
         """Options of a segmentation backend from configuration (a request never names a path)."""
@@ -164,7 +175,16 @@ class Runtime:
         return self.monai_options
 
 
+MAX_HORIZONS = 10  # distinct horizons a request may ask for (years 1..10; a dashboard needs a handful)
+
+
 def _check_outcomes(request: AssessmentRequest) -> None:
+    if len(set(request.horizons_years)) > MAX_HORIZONS or len(request.horizons_years) > 4 * MAX_HORIZONS:
+        raise RequestError(
+            "horizons_years", "TOO_MANY_HORIZONS", f"at most {MAX_HORIZONS} distinct horizons per request"
+        )
+    if len(request.outcomes) > 2 * len(OUTCOMES):
+        raise RequestError("outcomes", "TOO_MANY_OUTCOMES", f"at most {len(OUTCOMES)} outcomes per request")
     for outcome in request.outcomes:
         if outcome not in OUTCOMES:
             raise RequestError(
@@ -175,6 +195,17 @@ def _check_outcomes(request: AssessmentRequest) -> None:
             raise RequestError("horizons_years", "HORIZON_OUT_OF_RANGE", f"horizon {horizon} years is outside 1..10")
 
 
+@contextmanager
+def _ct_slot(runtime: Runtime, timeout_s: float | None) -> Iterator[None]:
+    """Hold one of the server's CT slots (each study may need a gigabyte or more), waiting within the deadline."""
+    if not runtime.ct_slots.acquire(timeout=timeout_s):
+        raise ServerBusyError("every CT slot of this server stayed busy until the deadline: retry later")
+    try:
+        yield
+    finally:
+        runtime.ct_slots.release()
+
+
 def extract_bone_features(
     runtime: Runtime,
     imaging: ImagingInput,
@@ -183,23 +214,28 @@ def extract_bone_features(
     cancel: threading.Event | None = None,
     timeout_s: float | None = None,
 ) -> BoneFeatures:
-    """BoneFeatures for any imaging input (cached by series UID or payload hash, backend and labels)."""
+    """BoneFeatures for any imaging input (cached by series UID or payload hash, backend and labels).
+
+    CT work holds one of the server's CT slots; volumes over `Runtime.read_options.max_voxels` are refused
+    before they are allocated."""
     if isinstance(imaging, PrecomputedFeatures):
         return imaging.features
+    options = runtime.backend_options(backend)  # a backend the server cannot run is refused before any work
     if isinstance(imaging, PacsSeriesRef):
         if runtime.pacs is None:
             raise RequestError("imaging.pacs_series", "NO_PACS_CONFIGURED", "this server has no PACS configured")
         key = f"pacs:{imaging.study_uid}:{imaging.series_uid}:{backend}"
         if imaging.series_uid and (cached := runtime.feature_cache.get(key)) is not None:
             return cached
-        series_uid, instances = runtime.pacs.fetch_series(
-            imaging.study_uid, imaging.series_uid, timeout_s=timeout_s, cancel=cancel
-        )
-        if cancel is not None and cancel.is_set():
-            raise ProcessingCancelledError("the caller gave up while the series was being fetched")
-        volume = load_dicom_datasets(instances)
-        options = runtime.backend_options(backend)
-        features = extract_features(volume, backend=backend, backend_options=options, cancel=cancel)
+        with _ct_slot(runtime, timeout_s):
+            series_uid, instances = runtime.pacs.fetch_series(
+                imaging.study_uid, imaging.series_uid, timeout_s=timeout_s, cancel=cancel
+            )
+            if cancel is not None and cancel.is_set():
+                raise ProcessingCancelledError("the caller gave up while the series was being fetched")
+            volume = load_dicom_datasets(instances, options=runtime.read_options, kind="dicomweb")
+            del instances
+            features = extract_features(volume, backend=backend, backend_options=options, cancel=cancel)
         runtime.feature_cache.put(f"pacs:{imaging.study_uid}:{series_uid}:{backend}", features)
         return features
     if isinstance(imaging, InlineCt):
@@ -210,29 +246,27 @@ def extract_bone_features(
                 f"inline image of {imaging.size} bytes exceeds this server's limit of "
                 f"{runtime.max_inline_image_bytes} bytes; store the study on the PACS instead",
             )
+        if imaging.format == "nifti" and not imaging.data:
+            raise RequestError("imaging.inline_image.data", "EMPTY", "NIFTI format needs the file in `data`")
+        if imaging.format == "dicom" and not imaging.dicom_instances:
+            raise RequestError("imaging.inline_image.dicom_instances", "EMPTY", "DICOM format needs `dicom_instances`")
         digest = hashlib.sha256()
         for part in (imaging.data, *imaging.dicom_instances, b"labels", imaging.labels_nifti):
             digest.update(hashlib.sha256(part).digest())
         key = f"inline:{digest.hexdigest()}:{imaging.label_convention}:{backend}"
         if (cached := runtime.feature_cache.get(key)) is not None:
             return cached
-        if imaging.format == "nifti":
-            if not imaging.data:
-                raise RequestError("imaging.inline_image.data", "EMPTY", "NIFTI format needs the file in `data`")
-            volume = load_nifti_bytes(imaging.data)
-        else:
-            if not imaging.dicom_instances:
-                raise RequestError(
-                    "imaging.inline_image.dicom_instances", "EMPTY", "DICOM format needs `dicom_instances`"
-                )
-            volume = load_dicom_bytes(imaging.dicom_instances)
-        labels = (
-            label_map_from_bytes(imaging.labels_nifti, reference=volume, convention=imaging.label_convention)
-            if imaging.labels_nifti
-            else None
-        )
-        options = runtime.backend_options(backend)
-        features = extract_features(volume, labels=labels, backend=backend, backend_options=options, cancel=cancel)
+        with _ct_slot(runtime, timeout_s):
+            if imaging.format == "nifti":
+                volume = load_nifti_bytes(imaging.data, options=runtime.read_options)
+            else:
+                volume = load_dicom_bytes(imaging.dicom_instances, options=runtime.read_options)
+            labels = (
+                label_map_from_bytes(imaging.labels_nifti, reference=volume, convention=imaging.label_convention)
+                if imaging.labels_nifti
+                else None
+            )
+            features = extract_features(volume, labels=labels, backend=backend, backend_options=options, cancel=cancel)
         runtime.feature_cache.put(key, features)
         return features
     if not runtime.allow_local_inputs:
@@ -242,7 +276,7 @@ def extract_bone_features(
         labels=imaging.labels,
         label_convention=imaging.label_convention,
         backend=backend,
-        backend_options=runtime.backend_options(backend),
+        backend_options=options,
         cancel=cancel,
     )
 
@@ -263,7 +297,8 @@ def _clinical_record(
             raise RequestError("patient_id", "REQUIRED", "patient_id is required with inline variables")
         return patient_id, ClinicalRecord(patient_id=patient_id, index_date=index_date, variables=clinical.variables)
     if isinstance(clinical, InlineBundle):
-        return _record_from(BundleSource.from_bytes(clinical.json), clinical.patient_id or patient_id, index_date)
+        source = BundleSource.from_bytes(clinical.json, max_bytes=runtime.max_fhir_bundle_bytes)
+        return _record_from(source, clinical.patient_id or patient_id, index_date)
     if isinstance(clinical, FhirPatientRef):
         if runtime.fhir is None:
             raise RequestError(
@@ -317,11 +352,22 @@ def assess(
     return report.model_copy(update={"fhir_risk_assessment": build_risk_assessment(report)})
 
 
-def parse_index_date(text: str, field: str = "index_date") -> date | None:
-    """An ISO date, or None for empty text; RequestError otherwise."""
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EARLIEST_INDEX_DATE = date(1900, 1, 1)
+MAX_DAYS_AHEAD = 366  # an assessment may be dated a year ahead (planning), not further
+
+
+def parse_index_date(text: str, field: str = "index_date", *, today: date | None = None) -> date | None:
+    """A date written YYYY-MM-DD between 1900-01-01 and a year from today; None for empty text."""
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        if not _ISO_DATE.match(text):
+            raise ValueError(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise RequestError(field, "INVALID_DATE", f"{field} must be YYYY-MM-DD, got {text!r}") from None
+    latest = (today or date.today()) + timedelta(days=MAX_DAYS_AHEAD)
+    if not EARLIEST_INDEX_DATE <= value <= latest:
+        raise RequestError(field, "DATE_OUT_OF_RANGE", f"{field} {value} lies outside {EARLIEST_INDEX_DATE}..{latest}")
+    return value

@@ -102,6 +102,11 @@ class ServerConfig(_Section):
     max_message_bytes: int = Field(default=512 * MIB, ge=MIB, description="largest request or response")
     max_inline_image_bytes: int = Field(default=512 * MIB, ge=0, description="largest inline CT payload")
     feature_cache_entries: int = Field(default=256, ge=0, description="BoneFeatures kept by series (0: no cache)")
+    max_ct_voxels: int = Field(
+        default=512 * 512 * 1500, ge=1, description="largest CT volume read (memory guard: 4 bytes a voxel)"
+    )
+    max_concurrent_ct: int = Field(default=2, ge=1, description="CT studies processed at once (memory bound)")
+    max_fhir_bundle_bytes: int = Field(default=32 * MIB, ge=1, description="largest inline FHIR Bundle")
     grace_period_s: float = Field(default=10.0, ge=0, description="graceful shutdown wait for running RPCs")
     data_roots: list[Path] = Field(default_factory=list, description="server-side folders CT/FHIR may be read from")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus /metrics port")
@@ -147,6 +152,8 @@ _ENV_KEYS = {
     "MAX_MESSAGE_BYTES": ("max_message_bytes",),
     "MAX_INLINE_IMAGE_BYTES": ("max_inline_image_bytes",),
     "FEATURE_CACHE_ENTRIES": ("feature_cache_entries",),
+    "MAX_CT_VOXELS": ("max_ct_voxels",),
+    "MAX_CONCURRENT_CT": ("max_concurrent_ct",),
     "METRICS_PORT": ("metrics_port",),
     "AUDIT_LOG": ("audit_log",),
     "FHIR_SOURCE": ("fhir", "source"),

@@ -40,6 +40,12 @@ class PacsNotFoundError(Exception):
     reason = "SERIES_NOT_FOUND"
 
 
+class ServerBusyError(Exception):
+    """Every CT slot is taken for longer than the caller's deadline allows (RESOURCE_EXHAUSTED): retry later."""
+
+    reason = "SERVER_BUSY"
+
+
 @dataclass(frozen=True)
 class _Mapping:
     code: grpc.StatusCode
@@ -49,6 +55,7 @@ class _Mapping:
 _MAPPINGS: tuple[tuple[type[Exception], _Mapping], ...] = (
     (PacsUnavailableError, _Mapping(grpc.StatusCode.UNAVAILABLE, None)),
     (PacsNotFoundError, _Mapping(grpc.StatusCode.NOT_FOUND, None)),
+    (ServerBusyError, _Mapping(grpc.StatusCode.RESOURCE_EXHAUSTED, None)),
     (imaging_errors.BackendUnavailableError, _Mapping(grpc.StatusCode.FAILED_PRECONDITION, None)),
     (imaging_errors.UnusableImageError, _Mapping(grpc.StatusCode.FAILED_PRECONDITION, None)),
     (imaging_errors.ImageInputError, _Mapping(grpc.StatusCode.INVALID_ARGUMENT, "imaging")),

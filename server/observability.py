@@ -60,6 +60,7 @@ class Metrics:
     """The server's Prometheus metrics, in a registry of their own (one per server)."""
 
     def __init__(self) -> None:
+        self._http: Any = None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "osteorisk_requests", "RPCs finished, by method and status code", ["method", "code"], registry=self.registry
@@ -96,9 +97,16 @@ class Metrics:
         self.model.labels(model_id, version, sha256).set(1)
 
     def serve_http(self, host: str, port: int) -> int:
-        """Expose /metrics over HTTP; returns the bound port (port 0 picks one)."""
+        """Expose /metrics over HTTP until `close`; returns the bound port (port 0 picks one)."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._http = server
         return int(server.server_port)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
 
 
 def _code_name(context: grpc.ServicerContext, failed: bool) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
+from pydicom.errors import InvalidDicomError
 
 from server.config import DicomWebConfig
 from server.errors import PacsNotFoundError, PacsUnavailableError, RequestError
@@ -60,9 +61,8 @@ class PacsClient:
         if config.bearer_token_file is not None:
             self._headers["Authorization"] = "Bearer " + config.bearer_token_file.read_text().strip()
 
-    def _client(self, timeout_s: float | None) -> DICOMwebClient:
+    def _client(self, session: requests.Session, timeout_s: float | None) -> DICOMwebClient:
         timeout = self._config.timeout_s if timeout_s is None else max(0.1, min(timeout_s, self._config.timeout_s))
-        session = requests.Session()
         session.headers.update(self._headers)
         client = DICOMwebClient(url=self._config.base_url.rstrip("/"), session=session, timeout=timeout)
         # The library's own retries (5 attempts with growing waits, on any exception) would outlive the caller's
@@ -82,22 +82,27 @@ class PacsClient:
         validate_uid(study_uid, "imaging.pacs_series.study_uid")
         if series_uid:
             validate_uid(series_uid, "imaging.pacs_series.series_uid")
-        client = self._client(timeout_s)
-        try:
-            if not series_uid:
-                series_uid = self._choose_series(client, study_uid)
-            if cancel is not None and cancel.is_set():
-                return series_uid, []
-            instances = client.retrieve_series(study_uid, series_uid, media_types=_ANY_TRANSFER_SYNTAX)
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            if status in (400, 404):
-                raise PacsNotFoundError(f"the PACS has no series {series_uid} in study {study_uid}") from exc
-            raise PacsUnavailableError(f"the PACS answered HTTP {status}") from exc
-        except requests.Timeout as exc:
-            raise PacsUnavailableError("the PACS did not answer in time") from exc
-        except requests.ConnectionError as exc:
-            raise PacsUnavailableError("cannot connect to the PACS") from exc
+        with requests.Session() as session:
+            client = self._client(session, timeout_s)
+            try:
+                if not series_uid:
+                    series_uid = self._choose_series(client, study_uid)
+                if cancel is not None and cancel.is_set():
+                    return series_uid, []
+                instances = client.retrieve_series(study_uid, series_uid, media_types=_ANY_TRANSFER_SYNTAX)
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status in (400, 404):
+                    raise PacsNotFoundError(f"the PACS has no series {series_uid} in study {study_uid}") from exc
+                raise PacsUnavailableError(f"the PACS answered HTTP {status}") from exc
+            except requests.Timeout as exc:
+                raise PacsUnavailableError("the PACS did not answer in time") from exc
+            except requests.ConnectionError as exc:
+                raise PacsUnavailableError("cannot connect to the PACS") from exc
+            except requests.RequestException as exc:  # a truncated or garbled transfer
+                raise PacsUnavailableError(f"the PACS transfer failed ({type(exc).__name__})") from exc
+            except (ValueError, KeyError, InvalidDicomError) as exc:  # not multipart DICOM (e.g. a proxy's page)
+                raise PacsUnavailableError("the PACS answered something that is not DICOM") from exc
         if not instances:
             raise PacsNotFoundError(f"the PACS returned no instances for series {series_uid}")
         return series_uid, instances

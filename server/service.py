@@ -10,16 +10,19 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from clinical.sources.auth import make_auth
 from clinical.sources.base import FhirSource, open_source
 from fusion.artifacts import load_model
 from fusion.bundled import default_model_dir
+from imaging.io import ReadOptions
 from server import convert, wire
 from server.assessment import FeatureCache, Runtime, assess, extract_bone_features
 from server.config import FhirSourceConfig, ServerConfig
@@ -47,13 +50,21 @@ class ServiceNotReadyError(Exception):
     """The model has not been loaded yet (or failed to load): UNAVAILABLE."""
 
 
-def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
+def _status(exc: Exception) -> status_pb2.Status:
+    """The status of a failed request; an unexpected error is logged by type and place only (its message may
+    carry patient data), and the caller gets INTERNAL without details."""
     if isinstance(exc, ServiceNotReadyError):
-        context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return status_pb2.Status(code=grpc.StatusCode.UNAVAILABLE.value[0], message=str(exc))
     status = status_for(exc)
     if status.code == grpc.StatusCode.INTERNAL.value[0]:
-        log.error("unexpected error in RPC", exc_info=exc)
-    context.abort_with_status(rpc_status.to_status(status))
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        place = f"{where.filename}:{where.lineno}" if where else "?"
+        log.error("unexpected error in RPC", extra={"error_type": type(exc).__name__, "where": place})
+    return status
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
+    context.abort_with_status(rpc_status.to_status(_status(exc)))
 
 
 def _unary(method: Callable[..., R]) -> Callable[..., R]:
@@ -73,7 +84,8 @@ def _unary(method: Callable[..., R]) -> Callable[..., R]:
 def _cancel_event(context: grpc.ServicerContext) -> threading.Event:
     """An event set when the RPC ends for any reason (the caller cancelled or its deadline passed)."""
     event = threading.Event()
-    context.add_callback(event.set)
+    if not context.add_callback(event.set):  # the RPC has already ended
+        event.set()
     return event
 
 
@@ -112,15 +124,22 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
         self._on_ready = on_ready
         self._runtime: Runtime | None = None
         self._load_error: str | None = None
+        self._stopping = threading.Event()
+
+    def begin_shutdown(self) -> None:
+        """Streams end at their next request boundary (running requests finish within the grace period)."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """After the server has stopped: release the upstream connections."""
+        if self._runtime is not None and self._runtime.fhir is not None:
+            self._runtime.fhir.close()
 
     # ---- start-up -----------------------------------------------------------------------------------------
 
     def start_loading(self) -> None:
         """Load the model (verifying every hash) and open the upstreams in the background, then SERVING."""
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
-
-    def load_now(self) -> None:
-        self._load()
 
     def _load(self) -> None:
         try:
@@ -134,6 +153,9 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
                 max_inline_image_bytes=self._config.max_inline_image_bytes,
                 feature_cache=FeatureCache(capacity=self._config.feature_cache_entries),
                 monai_options=_monai_options(self._config),
+                read_options=ReadOptions(max_voxels=self._config.max_ct_voxels),
+                ct_slots=threading.Semaphore(self._config.max_concurrent_ct),
+                max_fhir_bundle_bytes=self._config.max_fhir_bundle_bytes,
             )
         except Exception as exc:
             self._load_error = " ".join(str(exc).split())
@@ -154,14 +176,17 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
     # ---- RPCs ---------------------------------------------------------------------------------------------
 
     def _assess_one(
-        self, request: fracture_risk_service_pb2.AssessRequest, context: grpc.ServicerContext
+        self,
+        request: fracture_risk_service_pb2.AssessRequest,
+        context: grpc.ServicerContext,
+        cancel: threading.Event,
     ) -> risk_report_pb2.RiskReport:
         runtime = self._ready()
         domain_request = wire.assessment_request(request)
         outcome = "ERROR"
         patient = domain_request.patient_id
         try:
-            report = assess(runtime, domain_request, cancel=_cancel_event(context), timeout_s=context.time_remaining())
+            report = assess(runtime, domain_request, cancel=cancel, timeout_s=context.time_remaining())
             patient, outcome = report.patient_id, "OK"
             return encode_risk_report(report)
         finally:
@@ -178,7 +203,7 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
     def Assess(
         self, request: fracture_risk_service_pb2.AssessRequest, context: grpc.ServicerContext
     ) -> risk_report_pb2.RiskReport:
-        return self._assess_one(request, context)
+        return self._assess_one(request, context, _cancel_event(context))
 
     def AssessStream(
         self, request_iterator: Iterator[fracture_risk_service_pb2.AssessRequest], context: grpc.ServicerContext
@@ -191,14 +216,15 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
             self._ready()
         except ServiceNotReadyError as exc:
             _abort(context, exc)
+        cancel = _cancel_event(context)  # one for the whole stream
         for position, request in enumerate(request_iterator):
             request_id = request.request_id or f"#{position}"
             try:
-                report = self._assess_one(request, context)
+                report = self._assess_one(request, context, cancel)
                 yield fracture_risk_service_pb2.AssessStreamResponse(request_id=request_id, report=report)
             except Exception as exc:
-                yield fracture_risk_service_pb2.AssessStreamResponse(request_id=request_id, error=status_for(exc))
-            if not context.is_active():
+                yield fracture_risk_service_pb2.AssessStreamResponse(request_id=request_id, error=_status(exc))
+            if cancel.is_set() or self._stopping.is_set():  # caller gone, or the server shutting down
                 return
 
     @_unary
@@ -209,14 +235,23 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
         imaging = wire.imaging_input(request, "image")
         if imaging is None:
             raise RequestError("image", "REQUIRED", "one image input is required: pacs_series or inline_image")
-        features = extract_bone_features(
-            runtime,
-            imaging,
-            backend=request.segmentation_backend or None,
-            cancel=_cancel_event(context),
-            timeout_s=context.time_remaining(),
-        )
-        return convert.bone_features_to_proto(features)
+        backend = wire.segmentation_backend(request.segmentation_backend)
+        outcome = "ERROR"
+        try:
+            features = extract_bone_features(
+                runtime, imaging, backend=backend, cancel=_cancel_event(context), timeout_s=context.time_remaining()
+            )
+            outcome = "OK"
+            return convert.bone_features_to_proto(features)
+        finally:  # a patient's CT was read: audited like an assessment (the series stands for the patient)
+            self._audit.record(
+                caller=current_caller().id,
+                method="ExtractBoneFeatures",
+                patient_id=f"(series {getattr(imaging, 'series_uid', '') or 'inline'})",
+                model_id=runtime.model.card.id,
+                model_version=runtime.model.card.version,
+                outcome=outcome,
+            )
 
     @_unary
     def GetModelInfo(

@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 
 from fusion.types import DEFAULT_HORIZONS_YEARS, OUTCOMES
 from server.assessment import (
+    MAX_HORIZONS,
     AssessmentRequest,
     ClinicalInput,
     FhirPatientRef,
@@ -38,6 +39,7 @@ from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
 from server.security import Behaviour, wrap_handler
 
 _MAX_ID_LENGTH = 128
+SEGMENTATION_BACKENDS = ("builtin", "labels", "monai", "totalsegmentator")
 _CONVENTIONS = ("totalsegmentator", "verse")
 
 
@@ -97,9 +99,21 @@ def imaging_input(request: pb.AssessRequest | pb.ExtractBoneFeaturesRequest, one
     return None
 
 
+def segmentation_backend(name: str) -> str | None:
+    """A request's backend name (checked before any image is fetched), or None for the default."""
+    if name and name not in SEGMENTATION_BACKENDS:
+        raise RequestError(
+            "segmentation_backend", "UNKNOWN_BACKEND", f"segmentation_backend must be one of {SEGMENTATION_BACKENDS}"
+        )
+    return name or None
+
+
 def assessment_request(request: pb.AssessRequest) -> AssessmentRequest:
-    outcomes = tuple(request.outcomes) or OUTCOMES
+    outcomes = tuple(dict.fromkeys(request.outcomes)) or OUTCOMES  # repeats asked once
     horizons = tuple(request.horizons_years) or DEFAULT_HORIZONS_YEARS
+    if len(horizons) <= 4 * MAX_HORIZONS:
+        horizons = tuple(dict.fromkeys(horizons))
+    backend = segmentation_backend(request.segmentation_backend)
     return AssessmentRequest(
         clinical=_clinical(request),
         imaging=imaging_input(request, "imaging"),
@@ -107,7 +121,7 @@ def assessment_request(request: pb.AssessRequest) -> AssessmentRequest:
         index_date=parse_index_date(request.index_date),
         outcomes=outcomes,
         horizons_years=horizons,
-        segmentation_backend=request.segmentation_backend or None,
+        segmentation_backend=backend,
     )
 
 

@@ -91,3 +91,41 @@ def test_pacs_down_slow_or_failing_is_unavailable(misbehaving_pacs: ThreadingHTT
     with pytest.raises(PacsUnavailableError, match="in time"):
         PacsClient(DicomWebConfig(base_url=url, timeout_s=0.3)).fetch_series("1.2.3", "1.2.3.4")
     assert time.monotonic() - started < 1.9
+
+
+class _NotDicom(BaseHTTPRequestHandler):
+    """A proxy's login page, or a transfer cut short, where DICOM was expected."""
+
+    truncated = False
+
+    def do_GET(self) -> None:
+        if self.truncated:
+            self.send_response(200)
+            self.send_header("Content-Type", 'multipart/related; type="application/dicom"; boundary=b')
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"--b\r\nContent-Type: application/dicom\r\n\r\n\x00\x01")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html><body>Please log in</body></html>")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_answers_that_are_not_dicom_are_unavailable_not_internal() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotDicom)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = PacsClient(
+            DicomWebConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}/dicom-web", timeout_s=3)
+        )
+        for truncated in (False, True):
+            _NotDicom.truncated = truncated
+            with pytest.raises(PacsUnavailableError):
+                client.fetch_series("1.2.3", "1.2.3.4")
+    finally:
+        server.shutdown()

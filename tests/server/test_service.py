@@ -184,6 +184,12 @@ def test_get_model_info_is_the_loaded_card(stub: pb_grpc.FractureRiskServiceStub
         (lambda r: r.outcomes.append("wrist_fracture"), "outcomes", "UNKNOWN_OUTCOME"),
         (lambda r: r.horizons_years.append(25), "horizons_years", "HORIZON_OUT_OF_RANGE"),
         (lambda r: setattr(r, "patient_id", ""), "patient_id", "REQUIRED"),
+        (lambda r: setattr(r, "index_date", "20240501"), "index_date", "INVALID_DATE"),
+        (lambda r: setattr(r, "index_date", "2024-W18-3"), "index_date", "INVALID_DATE"),
+        (lambda r: setattr(r, "index_date", "9999-12-31"), "index_date", "DATE_OUT_OF_RANGE"),
+        (lambda r: r.horizons_years.extend(float(h) for h in range(1, 12)), "horizons_years", "TOO_MANY_HORIZONS"),
+        (lambda r: r.horizons_years.extend([5.0] * 20000), "horizons_years", "TOO_MANY_HORIZONS"),
+        (lambda r: setattr(r, "segmentation_backend", "nnunet"), "segmentation_backend", "UNKNOWN_BACKEND"),
     ],
 )
 def test_bad_requests_name_the_field(
@@ -271,3 +277,28 @@ def test_a_backend_the_server_has_not_configured_is_refused(
     with pytest.raises(grpc.RpcError) as err:
         stub.Assess(request, timeout=60)
     assert _violation(err.value) == ("segmentation_backend", "BACKEND_NOT_CONFIGURED")
+
+
+def test_server_limits_on_ct_size_and_bundle_size(shared_data: Callable[[str], Path]) -> None:
+    """A CT bigger than `max_ct_voxels` is refused before it is allocated; a Bundle over its limit likewise."""
+    config = ServerConfig(port=0, max_ct_voxels=100_000, max_fhir_bundle_bytes=100_000)
+    running = start(config)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            wait_serving(channel)
+            stub = pb_grpc.FractureRiskServiceStub(channel)
+            request = _precomputed_request()
+            request.ClearField("bone_features")
+            request.inline_image.format = pb.InlineImage.NIFTI
+            request.inline_image.data = shared_data("ct/totalseg/example_ct_sm.nii.gz").read_bytes()  # 369,660 voxels
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Assess(request, timeout=60)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "VOLUME_TOO_LARGE" in _violation(err.value)[1]
+            bundle = pb.AssessRequest(index_date="2019-06-01")
+            bundle.fhir_bundle.json = shared_data(WILLIA).read_bytes()  # 589 kB
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Assess(bundle, timeout=60)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        running.stop(0)
