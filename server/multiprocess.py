@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _RESTART_BACKOFF_S = 1.0
+_MAX_RESTARTS = 20  # a process that keeps dying at start (bad config, no memory) must not loop forever
 
 
 def _free_port(host: str) -> int:
@@ -94,15 +95,19 @@ def serve_processes(config: ServerConfig) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _wait_listening(config.host, port, timeout_s=60.0)
-    print(f"osteorisk serving on {config.host}:{port} ({config.processes} processes)", flush=True)
-    if config.metrics_port is not None:
-        metrics_port = _serve_metrics(config.host, config.metrics_port)
-        print(f"metrics on http://{config.host}:{metrics_port}/metrics", flush=True)
+    restarts = 0
     try:
+        _wait_listening(config.host, port, timeout_s=60.0)
+        print(f"osteorisk serving on {config.host}:{port} ({config.processes} processes)", flush=True)
+        if config.metrics_port is not None:
+            metrics_port = _serve_metrics(config.host, config.metrics_port)
+            print(f"metrics on http://{config.host}:{metrics_port}/metrics", flush=True)
         while not stop.wait(0.5):
             for index, child in enumerate(children):
                 if not child.is_alive():
+                    restarts += 1
+                    if restarts > _MAX_RESTARTS:
+                        raise RuntimeError(f"server processes died {restarts} times; giving up (see their logs)")
                     log.error("server process exited; restarting it", extra={"exitcode": child.exitcode})
                     from prometheus_client import multiprocess
 

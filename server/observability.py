@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -197,6 +198,10 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         try:
             yield from responses
             failed = False
+        except GeneratorExit:  # the caller went away mid-stream
+            if context.code() is None:  # type: ignore[attr-defined]
+                context.set_code(grpc.StatusCode.CANCELLED)
+            raise
         finally:
             self._finish(counters, context, start, failed=failed)
 
@@ -248,5 +253,7 @@ class AuditLog:
             },
             separators=(",", ":"),
         )
-        with self._lock, self._path.open("a") as handle:
-            handle.write(line + "\n")
+        with self._lock:  # the file is (re)created private, e.g. after log rotation
+            descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "a") as handle:
+                handle.write(line + "\n")

@@ -159,18 +159,22 @@ def _read_jwks(path: Path) -> jwt.PyJWKSet:
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, around: Callable[[Behaviour], Behaviour]) -> grpc.RpcMethodHandler:
-    """A copy of `handler` whose behaviour runs inside `around` (in the thread that serves the RPC)."""
+def wrap_handler(
+    handler: grpc.RpcMethodHandler, around: Callable[[Behaviour], Behaviour], *, raw_requests: bool = False
+) -> grpc.RpcMethodHandler:
+    """A copy of `handler` whose behaviour runs inside `around` (in the thread that serves the RPC); with
+    `raw_requests`, the copy receives the request bytes undecoded."""
     factories = (
         (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
         (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
         (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
         (handler.stream_stream, grpc.stream_stream_rpc_method_handler),
     )
+    deserializer = None if raw_requests else handler.request_deserializer
     for behaviour, factory in factories:
         if behaviour is not None:
             wrapped: Any = around(behaviour)
-            return factory(wrapped, handler.request_deserializer, handler.response_serializer)
+            return factory(wrapped, deserializer, handler.response_serializer)
     raise ValueError("RPC method handler without behaviour")
 
 

@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from fusion.types import DEFAULT_HORIZONS_YEARS, OUTCOMES
+from imaging.io import folder_files, is_nifti_path
 from server.assessment import (
     MAX_HORIZONS,
     AssessmentRequest,
@@ -126,8 +127,8 @@ def assessment_request(request: pb.AssessRequest) -> AssessmentRequest:
 
 
 def _dicom_files(folder: Path) -> tuple[bytes, ...]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return tuple(p.read_bytes() for p in files)
+    """The files the in-process read of the folder takes, in the same order (so both give the same report)."""
+    return tuple(p.read_bytes() for p in folder_files(folder))
 
 
 def to_wire(request: AssessmentRequest) -> pb.AssessRequest:
@@ -175,7 +176,7 @@ def to_wire(request: AssessmentRequest) -> pb.AssessRequest:
                 labels_nifti=labels,
                 label_convention=imaging.label_convention,
             )
-        elif imaging.path.name.endswith((".nii", ".nii.gz")):
+        elif is_nifti_path(imaging.path):
             inline = InlineCt(
                 "nifti", data=imaging.path.read_bytes(), labels_nifti=labels, label_convention=imaging.label_convention
             )
@@ -236,19 +237,4 @@ def guard_decoding(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
         return run
 
-    guarded = wrap_handler(handler, around)
-    return _without_deserializer(guarded)
-
-
-def _without_deserializer(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """The same handler, receiving raw request bytes (the guard decodes them)."""
-    factories = (
-        (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
-        (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
-        (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
-        (handler.stream_stream, grpc.stream_stream_rpc_method_handler),
-    )
-    for behaviour, factory in factories:
-        if behaviour is not None:
-            return factory(behaviour, None, handler.response_serializer)
-    raise ValueError("RPC method handler without behaviour")
+    return wrap_handler(handler, around, raw_requests=True)

@@ -365,8 +365,9 @@ class RestSource(SourceBase):
             for bundle in self._pages(url, params, what="Patient/$everything"):
                 for resource, _mode in _entries(bundle, where="Patient/$everything"):
                     self._keep(resource, patient_id, resource["resourceType"], by_type, seen, "$everything")
-        except _OperationRefusedError as exc:
-            log.info("%s refused $everything (%s); using searches", self.describe(), exc)
+        except _OperationRefusedError:
+            # the server's text may quote patient data: the log gets only the fact (no PHI in application logs)
+            log.info("%s refused $everything; using searches", self.describe())
             self._everything_refused = True
             return None
         return by_type
@@ -664,8 +665,8 @@ def _entries(bundle: Mapping[str, Any], *, where: str) -> Iterator[tuple[FhirRes
             issues = [i for i in resource.get("issue") or [] if isinstance(i, Mapping)]
             if any(i.get("severity") in ("error", "fatal") for i in issues):
                 raise FhirSourceUnavailableError(f"{where} failed on the server: {operation_outcome_text(resource)}")
-            if issues:
-                log.info("%s: server notes: %s", where, operation_outcome_text(resource))
+            if issues:  # informational notes; their text may quote patient data, so only their count is logged
+                log.info("%s: the server added %d informational note(s)", where.split("/")[0], len(issues))
             continue
         yield resource, mode
 

@@ -16,6 +16,7 @@ Public functions (other packages call exactly these):
 - `load_label_map(path, *, reference, convention="totalsegmentator") -> LabelMap` and
   `label_map_from_bytes(data, *, reference, convention=...)`: aligned to the CT by geometry.
 - `dataset_to_hu(ds)`: HU of one DICOM image without geometry (a lower-level helper).
+- `folder_files(folder)`, `is_nifti_path(path)`: which files a folder read takes; whether a path is NIfTI.
 
 Every refusal is an `imaging.errors.ImageInputError` (or its `GeometryError`) with a `reason` code, e.g.
 NOT_DICOM, CORRUPT_DICOM, WRONG_MODALITY, LOCALIZER_ONLY, TOO_FEW_SLICES, SLICE_GAP, GANTRY_TILT,
@@ -25,13 +26,16 @@ Limits and tolerances: `ReadOptions`.
 
 from imaging.io.dicom_pixels import dataset_to_hu
 from imaging.io.labels import label_map_from_bytes, load_label_map
+from imaging.io.nifti import is_nifti_path
 from imaging.io.options import DEFAULT_MAX_VOXELS, ReadOptions
-from imaging.io.readers import load_ct, load_dicom_bytes, load_dicom_datasets, load_nifti_bytes
+from imaging.io.readers import folder_files, load_ct, load_dicom_bytes, load_dicom_datasets, load_nifti_bytes
 
 __all__ = [
     "DEFAULT_MAX_VOXELS",
     "ReadOptions",
     "dataset_to_hu",
+    "folder_files",
+    "is_nifti_path",
     "label_map_from_bytes",
     "load_ct",
     "load_dicom_bytes",

@@ -23,6 +23,11 @@ from imaging.io.options import ReadOptions, check_cancel
 from imaging.types import SourceKind, Volume
 
 
+def folder_files(folder: Path) -> list[Path]:
+    """The files `load_ct` reads from a folder: every file below it (any names), hidden files left out, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
 def load_ct(path: Path, *, cancel: threading.Event | None = None, options: ReadOptions | None = None) -> Volume:
     """Read a CT into a canonical Volume: a DICOM folder, a DICOM file (multi-frame) or a NIfTI file.
 
@@ -36,7 +41,7 @@ def load_ct(path: Path, *, cancel: threading.Event | None = None, options: ReadO
     if not path.exists():
         raise ImageInputError(f"{path.name}: no such file or folder", reason="NOT_FOUND")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = folder_files(path)
         return _load_sources(
             [Source(label=str(p.relative_to(path)), path=p) for p in files],
             where=f"folder {path.name}",

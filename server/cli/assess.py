@@ -34,6 +34,7 @@ from server.assessment import (
     assess,
     parse_index_date,
 )
+from server.cli.arguments import horizon_years
 from server.client import ClientOptions, assess_remote
 from server.errors import RequestError
 from server.report_text import render_report
@@ -68,7 +69,9 @@ def register(subparsers: Any) -> None:
     imaging.add_argument("--series-uid", default="", help="with --study-uid: the series (default: server chooses)")
     parser.add_argument("--index-date", help="YYYY-MM-DD (default: the CT study date, else today)")
     parser.add_argument("--outcome", action="append", choices=OUTCOMES, help="default: both")
-    parser.add_argument("--horizon", action="append", type=float, help="years, 1-10 (default: 1 2 5 10)")
+    parser.add_argument(
+        "--horizons", type=horizon_years, nargs="+", metavar="YEARS", help="years, 1-10 (default: 1 2 5 10)"
+    )
     parser.add_argument("--model", type=Path, help="model directory (in-process; default: the bundled model)")
     parser.add_argument("--json", action="store_true", help="print the RiskReport JSON")
     remote = parser.add_argument_group("remote service")
@@ -150,7 +153,7 @@ def build_request(args: argparse.Namespace) -> AssessmentRequest:
         patient_id=args.patient,
         index_date=parse_index_date(args.index_date or "", "--index-date"),
         outcomes=tuple(args.outcome or OUTCOMES),
-        horizons_years=tuple(args.horizon or DEFAULT_HORIZONS_YEARS),
+        horizons_years=tuple(args.horizons or DEFAULT_HORIZONS_YEARS),
         segmentation_backend=args.backend,
     )
 

@@ -61,3 +61,11 @@ def test_audit_log_appends_one_private_json_line_per_assessment(tmp_path: Path) 
     assert [entry["patient_id"] for entry in lines] == ["p1", "p2"]
     assert lines[1]["outcome"] == "NOT_FOUND"
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_audit_log_stays_private_after_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLog(path)
+    path.unlink()  # as logrotate moves the file away
+    audit.record(caller="ehr", method="Assess", patient_id="p1", model_id="m", model_version="1", outcome="OK")
+    assert path.stat().st_mode & 0o077 == 0

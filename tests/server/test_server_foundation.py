@@ -150,3 +150,49 @@ def test_several_processes_share_one_port_and_stop_together() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_failed_multiprocess_start_leaves_no_process_behind() -> None:
+    """The metrics port is taken: the parent fails with a clear error and its server processes stop too."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "server.cli.main",
+                "serve",
+                "--port",
+                "0",
+                "--processes",
+                "2",
+                "--metrics-port",
+                port,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode != 0
+    assert "Address already in use" in proc.stderr or "internal error" in proc.stderr
+    # no server process of this checkout is left (they would be orphans now, serving nothing)
+    venv = str(Path(sys.executable).parent.parent).encode()
+    leftovers: list[str] = []
+    for _ in range(50):
+        pids = subprocess.run(["pgrep", "-f", "spawn_main"], capture_output=True, text=True).stdout.split()
+        leftovers = [pid for pid in pids if Path(f"/proc/{pid}").exists() and venv in _cmdline(pid)]
+        if not leftovers:
+            break
+        time.sleep(0.1)
+    assert not leftovers
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
