@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.net import free_port
+from tests.net import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEKMET = REPO_ROOT / ".venv-fhir" / "bin" / "sekmet"
@@ -149,13 +149,7 @@ class SekmetServer:
             return ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def as_transaction(bundle: Mapping[str, Any]) -> dict[str, Any]:

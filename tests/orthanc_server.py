@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.net import free_port
+from tests.net import free_port, stop_process
 
 ORTHANC_BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -92,10 +92,4 @@ class OrthancServer:
         return stored
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

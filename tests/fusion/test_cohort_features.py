@@ -5,9 +5,6 @@ as they finish, an interrupted run resumed without measuring finished studies ag
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +16,8 @@ from fusion.cohort.sources import FeaturesTable
 from fusion.cohort.workdir import CRASH_EXIT_CODE, CRASH_HOOK_ENV
 from fusion.errors import CohortError
 from imaging.phantom import make_phantom, write_nifti
+from tests.cli import run_cli
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LEVELS = ("T12", "L1", "L2", "L3", "L4")
 HU = {0: 180.0, 1: 120.0, 2: 75.0}
 
@@ -85,29 +82,18 @@ def test_the_table_feeds_cohort_scoring(measured: Path) -> None:
     assert dated["l1_hu"].isna().all(), "a CT after the index date is not used"
 
 
-def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli.main", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-
-
 def test_an_interrupted_batch_resumes_without_measuring_finished_studies_again(
     studies: Path, measured: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "features.csv"
     args = ["cohort", "features", "--studies", str(studies), "--out", str(out), "--workers", "1", "--quiet"]
     args += ["--keep-work", "--json"]
-    crashed = _cli(args, {CRASH_HOOK_ENV: "2"})
+    crashed = run_cli(args, {CRASH_HOOK_ENV: "2"})
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
     journal = tmp_path / "features.csv.work" / JOURNAL
     first = journal.read_text().splitlines()
     assert len(first) == 2 and not out.exists()
-    resumed = _cli(args)
+    resumed = run_cli(args)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["resumed"] == 2
     lines = journal.read_text().splitlines()

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +22,9 @@ from fusion.errors import CohortError, ModelInputError
 from fusion.features import encode_value
 from fusion.rules import diagnose, screening_flags
 from fusion.synth import synth_cohort
+from tests.cli import run_cli
 from tests.fusion.model_helpers import trained_model_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 N = 2_400
 CHUNK = 500
 
@@ -260,31 +258,20 @@ def test_a_work_directory_of_other_work_is_refused_unless_restarted(
     assert (tmp_path / "foreign" / "thesis.docx").read_text() == "precious"
 
 
-def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli.main", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-
-
 def test_an_interrupted_run_resumes_without_redoing_finished_chunks(
     cohort: Path, scored: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "resumed.parquet"
     args = ["cohort", "score", "--in", str(cohort), "--out", str(out), "--model", str(model_dir)]
     args += ["--chunk-rows", str(CHUNK), "--workers", "1", "--quiet", "--keep-work", "--json"]
-    crashed = _cli(args, {CRASH_HOOK_ENV: "3"})
+    crashed = run_cli(args, {CRASH_HOOK_ENV: "3"})
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
     work = tmp_path / "resumed.parquet.work"
     parts = sorted(work.glob("part-*.parquet"))
     assert len(parts) == 3 and (work / LOCK).exists() and not out.exists()
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in parts}
 
-    resumed = _cli(args)
+    resumed = run_cli(args)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["chunks_resumed"] == 3 and summary["chunks"] == -(-N // CHUNK)
