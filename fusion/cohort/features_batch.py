@@ -276,6 +276,20 @@ def _row_from_features(study: Study, bone: Any) -> dict[str, Any]:
     return row
 
 
+def _failed_row(study: Study, reason: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """A study's row before (or without) a measurement: its identity and status "failed"."""
+    return {
+        "key": study.key,
+        "patient_id": study.patient_id,
+        "study_id": study.study_id,
+        "ct": study.ct,
+        "index_date": study.index_date.isoformat() if study.index_date else None,
+        "status": "failed",
+        "error_reason": reason,
+        "error": error,
+    }
+
+
 def measure_study(task: StudyTask) -> dict[str, Any]:
     """One study's row (module docstring); every failure becomes a row with its reason, never an exception."""
     from imaging.errors import ImagingError
@@ -283,16 +297,7 @@ def measure_study(task: StudyTask) -> dict[str, Any]:
 
     study = task.study
     started = time.perf_counter()
-    row: dict[str, Any] = {
-        "key": study.key,
-        "patient_id": study.patient_id,
-        "study_id": study.study_id,
-        "ct": study.ct,
-        "index_date": study.index_date.isoformat() if study.index_date else None,
-        "status": "failed",
-        "error_reason": None,
-        "error": None,
-    }
+    row = _failed_row(study)
     ct = _resolve(task.base, study.ct)
     labels = _resolve(task.base, study.labels) if study.labels else None
     qa_png = None
@@ -484,17 +489,11 @@ def _run(
                 study = completed.task.study
                 error = completed.error
                 died = isinstance(error, WorkerDiedError)
-                row: dict[str, Any] = {
-                    "key": study.key,
-                    "patient_id": study.patient_id,
-                    "study_id": study.study_id,
-                    "ct": study.ct,
-                    "index_date": study.index_date.isoformat() if study.index_date else None,
-                    "status": "failed",
-                    "error_reason": str(getattr(error, "reason", type(error).__name__)),
-                    "error": " ".join(str(error).split())[:500]
-                    + ("; rerun with --retry-failed (and --workers 1 to tell which study)" if died else ""),
-                }
+                row = _failed_row(
+                    study,
+                    str(getattr(error, "reason", type(error).__name__)),
+                    " ".join(str(error).split())[:500] + ("; rerun with --retry-failed" if died else ""),
+                )
             else:
                 row = completed.result or {}
             row = _clean(row)
