@@ -70,6 +70,7 @@ def _build(config: ServerConfig) -> RunningServer:
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=options,
+        # queue up to 8 RPCs per thread, then RESOURCE_EXHAUSTED rather than unbounded waiting
         maximum_concurrent_rpcs=config.max_workers * 8,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -130,7 +130,7 @@ def _checked_shape(value: Any) -> Hashable | None:
 
 
 _VALIDATED_SHAPES: dict[Hashable, bool] = {}
-_MAX_SHAPES = 4096
+_MAX_SHAPES = 4096  # a handful of structures occur (basis kinds x prediction sets); a bound keeps memory fixed
 
 
 def validated_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from server.config import ServerConfig
 log = logging.getLogger(__name__)
 
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_RESTART_BACKOFF_S = 1.0
+_RESTART_BACKOFF_S = 1.0  # pause before a dead server process is restarted (no tight restart loop)
 _MAX_RESTARTS = 20  # a process that keeps dying at start (bad config, no memory) must not loop forever
 
 

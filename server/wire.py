@@ -39,7 +39,7 @@ from server.errors import RequestError
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2 as pb
 from server.security import Behaviour, wrap_handler
 
-_MAX_ID_LENGTH = 128
+_MAX_ID_LENGTH = 128  # FHIR ids are at most 64 characters (R4 datatypes: id); room for pseudonyms
 SEGMENTATION_BACKENDS = ("builtin", "labels", "monai", "totalsegmentator")
 _CONVENTIONS = ("totalsegmentator", "verse")
 
