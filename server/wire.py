@@ -169,24 +169,12 @@ def to_wire(request: AssessmentRequest) -> pb.AssessRequest:
         message.inline_image.CopyFrom(_inline_image_proto(imaging))
     elif isinstance(imaging, LocalCt):
         labels = imaging.labels.read_bytes() if imaging.labels else b""
-        if imaging.path.is_dir():
-            inline = InlineCt(
-                "dicom",
-                dicom_instances=_dicom_files(imaging.path),
-                labels_nifti=labels,
-                label_convention=imaging.label_convention,
-            )
-        elif is_nifti_path(imaging.path):
-            inline = InlineCt(
-                "nifti", data=imaging.path.read_bytes(), labels_nifti=labels, label_convention=imaging.label_convention
-            )
-        else:
-            inline = InlineCt(
-                "dicom",
-                dicom_instances=(imaging.path.read_bytes(),),
-                labels_nifti=labels,
-                label_convention=imaging.label_convention,
-            )
+        convention = imaging.label_convention
+        if not imaging.path.is_dir() and is_nifti_path(imaging.path):
+            inline = InlineCt("nifti", data=imaging.path.read_bytes(), labels_nifti=labels, label_convention=convention)
+        else:  # a DICOM folder, or one (multi-frame) DICOM file
+            files = _dicom_files(imaging.path) if imaging.path.is_dir() else (imaging.path.read_bytes(),)
+            inline = InlineCt("dicom", dicom_instances=files, labels_nifti=labels, label_convention=convention)
         message.inline_image.CopyFrom(_inline_image_proto(inline))
     return message
 
