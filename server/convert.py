@@ -9,12 +9,13 @@ pydantic model (proto3 writes an unset string as "" and an unset repeated field 
 from __future__ import annotations
 
 import functools
+import math
 import types
 import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args, get_origin
 
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel
@@ -117,9 +118,22 @@ def _plain(value: Any, field: FieldDescriptor) -> Any:
     if field.type != FieldDescriptor.TYPE_MESSAGE or field.message_type is None:
         return value
     full_name = field.message_type.full_name
+    if full_name == "google.protobuf.Value":
+        return _json_value(value)
     if full_name in _JSON_WELL_KNOWN:
         return json_format.MessageToDict(value)
     return _message_dict(value)
+
+
+def _json_value(message: struct_pb2.Value) -> Any:
+    """A google.protobuf.Value as JSON: a string, bool or finite number directly (the common case of every
+    clinical variable), anything else (null, lists, structs, NaN) through `json_format` with its errors."""
+    which = message.WhichOneof("kind")
+    if which == "string_value" or which == "bool_value":
+        return getattr(message, which)
+    if which == "number_value" and math.isfinite(message.number_value):
+        return message.number_value
+    return json_format.MessageToDict(message)
 
 
 def _message_dict(message: Message) -> dict[str, Any]:

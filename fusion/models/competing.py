@@ -37,7 +37,7 @@ from fusion.errors import CohortError, ModelInputError
 FloatArray = npt.NDArray[np.float64]
 TARGET_DTYPE = np.dtype([("event", np.int8), ("time", np.float64)])
 Z95 = 1.959963984540054
-_EPS = 1e-12
+LOGIT_EPS = 1e-12
 
 
 def competing_target(event: npt.ArrayLike, time: npt.ArrayLike) -> npt.NDArray[np.void]:
@@ -205,7 +205,7 @@ def cif_with_gradients_one(
 
 
 def logit(p: FloatArray) -> FloatArray:
-    q = np.clip(p, _EPS, 1.0 - _EPS)
+    q = np.clip(p, LOGIT_EPS, 1.0 - LOGIT_EPS)
     return np.asarray(np.log(q) - np.log1p(-q))
 
 

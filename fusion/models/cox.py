@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from fusion.errors import CohortError, ModelArtifactError
 from fusion.models.base import checked_rows
 from fusion.models.competing import (
+    LOGIT_EPS,
     Z95,
     FloatArray,
     bootstrap_weights,
@@ -79,6 +80,10 @@ class _Grid:
     d1_point: tuple[float, ...]  # the point estimate's increments as Python floats (one-patient path)
     d2_point: tuple[float, ...]
     index_tuple: tuple[int, ...]
+    # one-patient delta method (None without replicates): per pair (11, 22, 12) the linear (3, p, H) and
+    # constant (3, H) parts of the bootstrap covariance of the log cumulative hazards
+    delta_linear: FloatArray | None = None
+    delta_constant: FloatArray | None = None
 
 
 @dataclass(frozen=True)
@@ -329,6 +334,14 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
         self._w = [np.ascontiguousarray(coef[:, k, :].T) for k in range(2)]  # each (p, R)
         self._offset = [self.mean_ @ w for w in self._w]
         self._cumhaz = np.concatenate([self.baseline_cumhaz_[None], self.boot_baseline_cumhaz_], axis=0)
+        # the replicates' coefficients centred over replicates, (p, B) per cause, and their products (3, p, p)
+        # for pairs 11, 22, 12: the one-patient delta method's quadratic part (see `_delta_covariance_one`)
+        self._boot_centred: list[FloatArray] = []
+        self._delta_quadratic: FloatArray | None = None
+        if self.boot_coef_.shape[0] >= 2:
+            self._boot_centred = [w[:, 1:] - w[:, 1:].mean(axis=1, keepdims=True) for w in self._w]
+            a1, a2 = self._boot_centred
+            self._delta_quadratic = np.stack([a1 @ a1.T, a2 @ a2.T, a1 @ a2.T])
         self._grids: dict[tuple[float, ...], _Grid] = {}
 
     def _grid(self, horizons: FloatArray) -> _Grid:
@@ -341,6 +354,12 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
                 [[np.interp(horizons, self.times_, c) for c in rep] for rep in self._cumhaz[1:]], dtype=np.float64
             ).reshape(-1, 2, horizons.size)
             log_h = np.log(np.maximum(at_h, 1e-300))
+            delta_linear = delta_constant = None
+            if self._boot_centred:
+                l1, l2 = (log_h[:, k, :] - log_h[:, k, :].mean(axis=0) for k in range(2))  # centred, (B, H)
+                a1, a2 = self._boot_centred
+                delta_linear = np.stack([2 * a1 @ l1, 2 * a2 @ l2, a1 @ l2 + a2 @ l1])
+                delta_constant = np.stack([(l1 * l1).sum(axis=0), (l2 * l2).sum(axis=0), (l1 * l2).sum(axis=0)])
             cached = _Grid(
                 index=grid.horizon_index,
                 d1=np.ascontiguousarray(inc[:, 0]),
@@ -349,6 +368,8 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
                 d1_point=tuple(float(v) for v in inc[0, 0]),
                 d2_point=tuple(float(v) for v in inc[0, 1]),
                 index_tuple=tuple(int(i) for i in grid.horizon_index),
+                delta_linear=delta_linear,
+                delta_constant=delta_constant,
             )
             self._grids[key] = cached
         return cached
@@ -365,18 +386,11 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
         return cif[:, 0, :]
 
     def _point_and_gradients(self, x: FloatArray, grid: _Grid) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(CIF, d logit CIF / d eta_1, d logit CIF / d eta_2), each (n, H); one patient takes a scalar
-        path (no numpy call per grid step)."""
+        """(CIF, d logit CIF / d eta_1, d logit CIF / d eta_2), each (n, H)."""
         eta1 = np.minimum(x @ self._w[0][:, 0] - self._offset[0][0], _MAX_ETA)
         eta2 = np.minimum(x @ self._w[1][:, 0] - self._offset[1][0], _MAX_ETA)
-        if x.shape[0] == 1:
-            c, d1, d2 = cif_with_gradients_one(
-                math.exp(float(eta1[0])), math.exp(float(eta2[0])), grid.d1_point, grid.d2_point, grid.index_tuple
-            )
-            cif, dc1, dc2 = np.array([c]), np.array([d1]), np.array([d2])
-        else:
-            cif, dc1, dc2 = cif_with_gradients(np.exp(eta1), np.exp(eta2), grid.d1[0], grid.d2[0], grid.index)
-        q = np.clip(cif, 1e-12, 1 - 1e-12)
+        cif, dc1, dc2 = cif_with_gradients(np.exp(eta1), np.exp(eta2), grid.d1[0], grid.d2[0], grid.index)
+        q = np.clip(cif, LOGIT_EPS, 1 - LOGIT_EPS)
         scale = 1.0 / (q * (1.0 - q))
         return cif, dc1 * scale, dc2 * scale
 
@@ -414,6 +428,8 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
             cif = self.replicate_cumulative_incidence(x, h)
             lo, hi = logit_bootstrap_interval(est, cif[:, 1:, :])
             return est, lo, hi
+        if x.shape[0] == 1:
+            return self._delta_interval_one(x[0], grid)
         est, g1, g2 = self._point_and_gradients(x, grid)
         base = logit(est)
         e1 = x @ self._w[0][:, 1:] - self._offset[0][1:]
@@ -430,6 +446,35 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
         lo = np.minimum(expit(base - Z95 * se), est)
         hi = np.maximum(expit(base + Z95 * se), est)
         return est, lo, hi
+
+    def _delta_interval_one(self, x: FloatArray, grid: _Grid) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """`predict_interval`'s delta method for one patient: the same quantities in Python floats, and the
+        bootstrap (co)variances with the replicates factored out once per model and horizon set.
+
+        With u = x - m, A_k the replicates' centred coefficients (p, B) and L_k their centred log baseline
+        cumulative hazards (B, H): sum_b (u'A_j + L_j)_b (u'A_k + L_k)_b = u'A_j A_k'u + u'(A_j L_k + A_k L_j)
+        + sum_b L_j L_k, a few (p, p) and (p, H) products instead of (B,)-long ones per patient."""
+        assert self._delta_quadratic is not None and grid.delta_linear is not None and grid.delta_constant is not None
+        eta1 = min(float(x @ self._w[0][:, 0]) - float(self._offset[0][0]), _MAX_ETA)
+        eta2 = min(float(x @ self._w[1][:, 0]) - float(self._offset[1][0]), _MAX_ETA)
+        cif, dc1, dc2 = cif_with_gradients_one(
+            math.exp(eta1), math.exp(eta2), grid.d1_point, grid.d2_point, grid.index_tuple
+        )
+        u = x - self.mean_
+        quadratic = (self._delta_quadratic @ u) @ u  # (3,): pairs 11, 22, 12
+        v11, v22, v12 = (
+            (quadratic[:, None] + u @ grid.delta_linear + grid.delta_constant) / (self.bootstrap - 1)
+        ).tolist()
+        lo, hi = [], []
+        for k, c in enumerate(cif):
+            q = min(max(c, LOGIT_EPS), 1.0 - LOGIT_EPS)
+            scale = 1.0 / (q * (1.0 - q))
+            g1, g2 = dc1[k] * scale, dc2[k] * scale
+            se = math.sqrt(max(g1 * g1 * v11[k] + 2 * g1 * g2 * v12[k] + g2 * g2 * v22[k], 0.0))
+            base = math.log(q) - math.log1p(-q)
+            lo.append(min(0.5 * (1.0 + math.tanh(0.5 * (base - Z95 * se))), c))
+            hi.append(max(0.5 * (1.0 + math.tanh(0.5 * (base + Z95 * se))), c))
+        return np.array([cif]), np.array([lo]), np.array([hi])
 
     def predict_log_hazard(self, X: npt.ArrayLike) -> FloatArray:
         """(n, 2) linear predictors (x - m)'b_k of the outcome and of death: risk scores for concordance."""
