@@ -128,7 +128,8 @@ class Design:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return tuple(t.label for t in self.terms)
+        labels: tuple[str, ...] = object.__getattribute__(self, "_labels")
+        return labels
 
     @property
     def is_identity(self) -> bool:
@@ -142,6 +143,7 @@ class Design:
                 if factor.column not in known:
                     raise ModelInputError(f"term {term.label!r} uses unknown input {factor.column!r}")
         object.__setattr__(self, "_plan", self._compile())
+        object.__setattr__(self, "_labels", tuple(t.label for t in self.terms))
         object.__setattr__(self, "_identity", self.labels == self.inputs)
 
     def _compile(self) -> list[list[tuple[int, float | None]]]:
@@ -153,6 +155,15 @@ class Design:
         if self.is_identity:
             return raw
         plan: list[list[tuple[int, float | None]]] = object.__getattribute__(self, "_plan")
+        if raw.shape[0] == 1:  # one patient: the same products in Python floats (no numpy call per term)
+            row = raw[0].tolist()
+            terms = []
+            for factors in plan:
+                value = 1.0
+                for j, level in factors:
+                    value = value * (row[j] if level is None else float(row[j] == level))
+                terms.append(value)
+            return np.array([terms], dtype=np.float64)
         out = np.empty((raw.shape[0], len(plan)))
         for k, factors in enumerate(plan):
             col = np.ones(raw.shape[0])

@@ -39,12 +39,13 @@ def explain_patient(model: LoadedModel, risk: PatientRisk, outcomes: tuple[Outco
             contrib = _occlusion(model, outcome, risk)
             labels = model.plan.names
             values = risk.x
-        order = np.argsort(-np.abs(contrib), kind="stable")
+        order = np.argsort(-np.abs(contrib), kind="stable").tolist()
+        value_list, contrib_list = values.tolist(), contrib.tolist()  # Python floats, converted once
         out.extend(
             Explanation(
                 feature=labels[j],
-                value=_rounded(float(values[j])),
-                contribution=_rounded(float(contrib[j])),
+                value=_rounded(value_list[j]),
+                contribution=_rounded(contrib_list[j]),
                 outcome=outcome,
             )
             for j in order

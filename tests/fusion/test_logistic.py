@@ -125,6 +125,11 @@ def test_terms_parse_and_round_trip() -> None:
     assert [t.label for t in parse_term_labels([t.label for t in terms])] == ["a", "b[2]", "b[3]", "b[3]:a"]
     design = Design(("a", "b"), tuple(terms))
     np.testing.assert_allclose(design.transform(np.array([[2.0, 3.0]])), [[2.0, 0.0, 1.0, 2.0]])
+    # one row (Python floats) and many rows (numpy) give the same terms, missing values included
+    rows = np.array([[2.0, 3.0], [-1.5, 2.0], [0.25, 1.0], [np.nan, 3.0], [4.0, np.nan]])
+    many = design.transform(rows)
+    for i in range(rows.shape[0]):
+        np.testing.assert_array_equal(design.transform(rows[i : i + 1]), many[i : i + 1])
     for bad in ("a b", "C(", "a[x]"):
         with pytest.raises(ModelInputError, match="term"):
             expand_terms(bad, levels={})
