@@ -1,8 +1,12 @@
 """Service benchmarks (issue: the service). Prints figures; paste them into bench/RESULTS.md.
 
 1. Throughput and latency of `Assess` with precomputed bone features and inline variables: 16 concurrent clients
-   on loopback (a separate load-generator process, bench/grpc_load.py), beside a trivial grpcio echo server
-   measured in the same run with the same request bytes, so the ratio says what osteorisk costs over gRPC itself.
+   on loopback, each with its own connection and one request at a time (closed loop), beside a trivial grpcio
+   echo server measured in the same run with the same request bytes, so the ratio says what osteorisk costs
+   over gRPC itself. Two load generators, each in its own process: h2load (nghttp2's HTTP/2 load generator, in
+   C, Debian package `nghttp2-client`; it sends the gRPC-framed request and times each response, and the
+   server's own metrics confirm that every call ended OK) and bench/grpc_load.py (grpcio's asyncio client, in
+   Python: its own CPU time, ~0.2 ms a request, comes off the 2 cores the servers share).
 2. `Assess` of a 300-slice CT study fetched from Orthanc over DICOMweb (a 512x512x300 phantom series, uploaded
    once; the feature cache is off so every call fetches and measures): p50 over a few calls.
 
@@ -14,15 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -55,35 +64,84 @@ def precomputed_request() -> pb.AssessRequest:
     return request
 
 
-def _load(target: str, method: str, payload: Path, seconds: float) -> dict[str, object]:
+Result = dict[str, object]
+Loader = Callable[[str, str, Path, float], Result]
+CLIENTS = 16
+WARMUP_S = 2.0
+
+
+def _grpcio_load(target: str, method: str, payload: Path, seconds: float) -> Result:
     out = subprocess.run(
         [
             sys.executable,
             str(REPO / "bench" / "grpc_load.py"),
-            "--target",
-            target,
-            "--method",
-            method,
-            "--request",
-            str(payload),
-            "--concurrency",
-            "16",
-            "--seconds",
-            str(seconds),
+            *("--target", target, "--method", method, "--request", str(payload)),
+            *("--concurrency", str(CLIENTS), "--seconds", str(seconds), "--warmup", str(WARMUP_S)),
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    result: dict[str, object] = json.loads(out.stdout)
+    result: Result = json.loads(out.stdout)
     return result
+
+
+def _h2load(target: str, method: str, payload: Path, seconds: float) -> Result:
+    """h2load with one stream per connection; latencies from its per-request log (HTTP status -1: a failed stream)."""
+    message = payload.read_bytes()
+    framed = payload.with_suffix(".grpc")
+    framed.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)  # gRPC frame: uncompressed, length
+    log = payload.with_suffix(".h2log")
+    log.unlink(missing_ok=True)
+    subprocess.run(
+        [
+            "h2load",
+            *("-c", str(CLIENTS), "-m", "1", "-t", "1", "-D", f"{seconds:g}", "--warm-up-time", f"{WARMUP_S:g}"),
+            *("-d", str(framed), "-H", "content-type: application/grpc", "-H", "te: trailers"),
+            *("--log-file", str(log), f"http://{target}{method}"),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    lat_ms = np.array([int(r[2]) / 1000 for r in rows if r[1] == "200"])
+    failed = sum(1 for r in rows if r[1] != "200")
+    return {
+        "requests": int(lat_ms.size),
+        "seconds": seconds,
+        "requests_per_s": round(lat_ms.size / seconds, 1),
+        "p50_ms": round(float(np.percentile(lat_ms, 50)), 3),
+        "p90_ms": round(float(np.percentile(lat_ms, 90)), 3),
+        "p99_ms": round(float(np.percentile(lat_ms, 99)), 3),
+        "errors": {"HTTP_FAILED": failed} if failed else {},
+    }
+
+
+def _grpc_codes(metrics_url: str) -> dict[str, float]:
+    """Assess calls by gRPC status code, from the server's Prometheus endpoint."""
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    codes: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r'osteorisk_requests_total\{code="(\w+)",method="[^"]*/Assess"\} (\S+)', line)
+        if match:
+            codes[match.group(1)] = codes.get(match.group(1), 0.0) + float(match.group(2))
+    return codes
+
+
+def _checked(load: Result, metrics_url: str, before: dict[str, float]) -> Result:
+    """`load` with the non-OK gRPC codes the server counted meanwhile (h2load sees HTTP, not gRPC status)."""
+    after = _grpc_codes(metrics_url)
+    failed = {code: n - before.get(code, 0.0) for code, n in after.items() if code != "OK"}
+    errors = dict(load["errors"])  # type: ignore[call-overload]
+    errors.update({code: int(n) for code, n in failed.items() if n})
+    return {**load, "errors": errors}
 
 
 def _echo_server() -> tuple[grpc.Server, int]:
     def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
         return request
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=ServerConfig().max_workers))
     handler = grpc.method_handlers_generic_handler("bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -92,36 +150,56 @@ def _echo_server() -> tuple[grpc.Server, int]:
 
 
 def throughput(seconds: float) -> None:
+    loaders: dict[str, Loader] = {"h2load": _h2load, "grpcio": _grpcio_load}
+    if shutil.which("h2load") is None:
+        print("h2load not found (Debian package nghttp2-client): the grpcio client only")
+        del loaders["h2load"]
+    results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory() as tmp:
         payload = Path(tmp) / "request.bin"
         payload.write_bytes(precomputed_request().SerializeToString())
-        print(f"request: {payload.stat().st_size} bytes, 16 concurrent clients, {seconds:g} s after 2 s warm-up")
+        print(
+            f"request: {payload.stat().st_size} bytes, {CLIENTS} concurrent clients, {seconds:g} s after "
+            f"{WARMUP_S:g} s warm-up; {ServerConfig().max_workers} RPC threads a process"
+        )
         echo, echo_port = _echo_server()
         try:
-            echo_result = _load(f"127.0.0.1:{echo_port}", "/bench.Echo/Echo", payload, seconds)
+            for name, load in loaders.items():
+                results[f"echo, {name}"] = load(f"127.0.0.1:{echo_port}", "/bench.Echo/Echo", payload, seconds)
         finally:
             echo.stop(0)
-        running = start(ServerConfig(port=0, max_workers=16))
+        running = start(ServerConfig(port=0, metrics_port=0))
         try:
             with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
                 wait_serving(channel)
                 pb_grpc.FractureRiskServiceStub(channel).Assess(precomputed_request(), timeout=30)
-            assess_result = _load(f"127.0.0.1:{running.port}", METHOD, payload, seconds)
+            metrics_url = f"http://127.0.0.1:{running.metrics_port}/metrics"
+            for name, load in loaders.items():
+                before = _grpc_codes(metrics_url)
+                result = load(f"127.0.0.1:{running.port}", METHOD, payload, seconds)
+                results[f"assess 1 process, {name}"] = _checked(result, metrics_url, before)
         finally:
             running.stop(0)
-        multi_result = _assess_processes(payload, seconds, processes=2)
-    print("echo                 :", json.dumps(echo_result))
-    print("assess, 1 process    :", json.dumps(assess_result))
-    print("assess, 2 processes  :", json.dumps(multi_result))
-    for name, result in (("1 process", assess_result), ("2 processes", multi_result)):
-        ratio = float(result["requests_per_s"]) / float(echo_result["requests_per_s"])  # type: ignore[arg-type]
-        print(f"assess ({name}) / echo throughput ratio: {ratio:.2f}")
+        for name, result in _assess_processes(payload, seconds, loaders, processes=2).items():
+            results[f"assess 2 processes, {name}"] = result
+    for label, result in results.items():
+        print(f"{label:30s}: {json.dumps(result)}")
+    for name in loaders:
+        echo_rate = float(results[f"echo, {name}"]["requests_per_s"])  # type: ignore[arg-type]
+        for processes in ("1 process", "2 processes"):
+            rate = float(results[f"assess {processes}, {name}"]["requests_per_s"])  # type: ignore[arg-type]
+            print(f"assess ({processes}) / echo throughput ratio, {name}: {rate / echo_rate:.2f}")
 
 
-def _assess_processes(payload: Path, seconds: float, *, processes: int) -> dict[str, object]:
+def _assess_processes(
+    payload: Path, seconds: float, loaders: dict[str, Loader], *, processes: int
+) -> dict[str, Result]:
     """`osteorisk serve --processes N` as a user runs it, loaded the same way."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "server.cli.main", "serve", "--port", "0", "--processes", str(processes)],
+        [
+            *(sys.executable, "-m", "server.cli.main", "serve"),
+            *("--port", "0", "--processes", str(processes), "--metrics-port", "0"),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -130,11 +208,16 @@ def _assess_processes(payload: Path, seconds: float, *, processes: int) -> dict[
     try:
         assert server.stdout is not None
         target = server.stdout.readline().split()[3]
+        metrics_url = server.stdout.readline().split()[2]
         for _ in range(processes * 6):  # reach every process so that each has loaded its model
             with grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
                 wait_serving(channel)
                 pb_grpc.FractureRiskServiceStub(channel).Assess(precomputed_request(), timeout=30)
-        return _load(target, METHOD, payload, seconds)
+        results = {}
+        for name, load in loaders.items():
+            before = _grpc_codes(metrics_url)
+            results[name] = _checked(load(target, METHOD, payload, seconds), metrics_url, before)
+        return results
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -70,8 +70,8 @@ def _build(config: ServerConfig) -> RunningServer:
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=options,
-        # queue up to 8 RPCs per thread, then RESOURCE_EXHAUSTED rather than unbounded waiting
-        maximum_concurrent_rpcs=config.max_workers * 8,
+        # RPCs beyond the threads wait in arrival order; past the bound, RESOURCE_EXHAUSTED, not unbounded waiting
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     for service in ("", SERVICE_NAME):

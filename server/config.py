@@ -94,7 +94,17 @@ class MonaiConfig(_Section):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port")
-    max_workers: int = Field(default=16, ge=1, le=256, description="RPC threads per process")
+    max_workers: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="RPC threads per process. Python runs one thread at a time, so a few threads keep fast "
+        "assessments in arrival order (bench/RESULTS.md: p99 17-20 ms with 4 threads, 21-33 ms with 8 or 16, "
+        "2 cores); raise it when many slow requests (CT, FHIR server fetches, long streams) run at once",
+    )
+    max_concurrent_rpcs: int = Field(
+        default=128, ge=1, description="RPCs accepted per process at once, running or queued (then RESOURCE_EXHAUSTED)"
+    )
     processes: int = Field(
         default=1, ge=1, le=64, description="server processes sharing the port (SO_REUSEPORT): one per core"
     )
@@ -116,6 +126,14 @@ class ServerConfig(_Section):
     fhir: FhirSourceConfig | None = None
     dicomweb: DicomWebConfig | None = None
     monai: MonaiConfig | None = None
+
+    @model_validator(mode="after")
+    def _room_for_every_thread(self) -> ServerConfig:
+        if self.max_concurrent_rpcs < self.max_workers:
+            raise ValueError(
+                f"max_concurrent_rpcs ({self.max_concurrent_rpcs}) must be at least max_workers ({self.max_workers})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _authentication_off_only_on_loopback(self) -> ServerConfig:
@@ -147,6 +165,7 @@ _ENV_KEYS = {
     "HOST": ("host",),
     "PORT": ("port",),
     "MAX_WORKERS": ("max_workers",),
+    "MAX_CONCURRENT_RPCS": ("max_concurrent_rpcs",),
     "PROCESSES": ("processes",),
     "MODEL_DIR": ("model_dir",),
     "MAX_MESSAGE_BYTES": ("max_message_bytes",),

@@ -9,6 +9,7 @@ pydantic model (proto3 writes an unset string as "" and an unset repeated field 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import types
 import typing
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 from clinical.types import ClinicalRecord, ClinicalVariables
 from fusion.types import ModelCard, RiskReport
 from imaging.types import BoneFeatures
-from server.fhir_risk_assessment import canonical_risk_assessment
+from server.fhir_risk_assessment import canonical_risk_assessment, risk_assessment_json
 from server.generated.osteorisk.v1 import (
     bone_features_pb2,
     clinical_record_pb2,
@@ -45,14 +46,11 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def to_proto(model: BaseModel, message: M, *, keep_nulls_under: tuple[str, ...] = ()) -> M:
+def to_proto(model: BaseModel, message: M) -> M:
     """Fill `message` from a domain object; raises json_format.ParseError on any unmirrored field."""
-    data = model.model_dump(mode="json", by_alias=True)
-    cleaned = _drop_none(data)
-    for key in keep_nulls_under:  # google.protobuf.Value/Struct fields carry JSON nulls as such
-        if key in data:
-            cleaned[key] = data[key]
-    json_format.ParseDict(cleaned, message, ignore_unknown_fields=False)
+    json_format.ParseDict(
+        _drop_none(model.model_dump(mode="json", by_alias=True)), message, ignore_unknown_fields=False
+    )
     return message
 
 
@@ -205,15 +203,25 @@ def clinical_variables_to_proto(variables: ClinicalVariables) -> clinical_record
 
 
 def risk_report_to_proto(report: RiskReport) -> risk_report_pb2.RiskReport:
-    return to_proto(report, risk_report_pb2.RiskReport(), keep_nulls_under=("fhir_risk_assessment",))
+    """The report on the wire; its FHIR RiskAssessment travels as JSON text (`fhir_risk_assessment_json`)."""
+    message = to_proto(report.model_copy(update={"fhir_risk_assessment": None}), risk_report_pb2.RiskReport())
+    if report.fhir_risk_assessment is not None:
+        message.fhir_risk_assessment_json = risk_assessment_json(report.fhir_risk_assessment)
+    return message
 
 
 def risk_report_from_proto(message: risk_report_pb2.RiskReport) -> RiskReport:
-    report = from_proto(message, RiskReport)
-    if report.fhir_risk_assessment is None:
+    """The report a server sent, its FHIR RiskAssessment read from JSON text and validated again."""
+    report = from_proto(message, RiskReport, wire_only=("fhir_risk_assessment_json",))
+    if not message.fhir_risk_assessment_json:
         return report
-    resource = canonical_risk_assessment(report.fhir_risk_assessment)
-    return report.model_copy(update={"fhir_risk_assessment": resource})
+    try:
+        resource = json.loads(message.fhir_risk_assessment_json)
+    except ValueError as exc:
+        raise ValueError(f"fhir_risk_assessment_json is not JSON: {exc}") from None
+    if not isinstance(resource, dict):
+        raise ValueError("fhir_risk_assessment_json is not a JSON object")
+    return report.model_copy(update={"fhir_risk_assessment": canonical_risk_assessment(resource)})
 
 
 def model_card_to_proto(card: ModelCard, *, sha256: str) -> model_card_pb2.ModelCard:

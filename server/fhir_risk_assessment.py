@@ -146,6 +146,11 @@ def validated_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:
     return canonical
 
 
+def risk_assessment_json(resource: dict[str, Any]) -> str:
+    """The resource as the JSON text the wire carries (compact, UTF-8 characters kept as they are)."""
+    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def canonical_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:
     """Validate a RiskAssessment and give it the element order of the FHIR model (the same JSON text whatever
     order its keys arrived in, e.g. through a protobuf Struct)."""

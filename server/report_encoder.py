@@ -8,13 +8,12 @@ checks that both give identical bytes on rich reports, so a field added to one s
 
 from __future__ import annotations
 
-from typing import Any
-
 from google.protobuf import struct_pb2
 
 from clinical.types import ClinicalRecord, ClinicalVariables, Variable
 from fusion.types import AssessmentInputs, RiskReport
 from imaging.types import FeatureSummary
+from server.fhir_risk_assessment import risk_assessment_json
 from server.generated.osteorisk.v1 import bone_features_pb2, clinical_record_pb2, risk_report_pb2
 
 _VARIABLE_NAMES = ClinicalVariables.names()
@@ -77,12 +76,6 @@ def _inputs(inputs: AssessmentInputs) -> risk_report_pb2.AssessmentInputs:
     )
 
 
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(data)
-    return message
-
-
 def encode_risk_report(report: RiskReport) -> risk_report_pb2.RiskReport:
     """The protobuf message of a report (identical to the generic JSON-based translation)."""
     diagnosis = report.diagnosis
@@ -122,5 +115,7 @@ def encode_risk_report(report: RiskReport) -> risk_report_pb2.RiskReport:
         ),
         inputs=_inputs(report.inputs),
         warnings=report.warnings,
-        fhir_risk_assessment=_struct(report.fhir_risk_assessment) if report.fhir_risk_assessment is not None else None,
+        fhir_risk_assessment_json=(
+            risk_assessment_json(report.fhir_risk_assessment) if report.fhir_risk_assessment is not None else ""
+        ),
     )

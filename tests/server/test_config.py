@@ -12,12 +12,13 @@ from server.config import ConfigError, load_config
 def test_file_then_environment(tmp_path: Path) -> None:
     path = tmp_path / "osteorisk.toml"
     path.write_text(
-        'port = 6000\nmax_workers = 4\n[fhir]\nsource = "https://fhir.example/r4"\ntimeout_s = 5\n'
+        'port = 6000\nmax_workers = 6\n[fhir]\nsource = "https://fhir.example/r4"\ntimeout_s = 5\n'
         '[dicomweb]\nbase_url = "https://pacs.example/dicom-web"\n'
     )
-    config = load_config(path, environ={"OSTEORISK_PORT": "7000", "OSTEORISK_METRICS_PORT": "9100"})
+    environ = {"OSTEORISK_PORT": "7000", "OSTEORISK_METRICS_PORT": "9100", "OSTEORISK_MAX_CONCURRENT_RPCS": "64"}
+    config = load_config(path, environ=environ)
     assert config.port == 7000  # the environment wins
-    assert config.max_workers == 4
+    assert config.max_workers == 6 and config.max_concurrent_rpcs == 64
     assert config.metrics_port == 9100
     assert config.fhir is not None and config.fhir.is_url and config.fhir.timeout_s == 5
     assert config.dicomweb is not None and config.dicomweb.base_url.startswith("https://pacs")
@@ -33,6 +34,9 @@ def test_errors_name_the_key(tmp_path: Path) -> None:
         load_config(path, environ={})
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", environ={})
+    path.write_text("max_workers = 8\nmax_concurrent_rpcs = 4\n")
+    with pytest.raises(ConfigError, match="max_concurrent_rpcs"):
+        load_config(path, environ={})
     path.write_text("unknown_key = 1\n")
     with pytest.raises(ConfigError, match="unknown_key"):
         load_config(path, environ={})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 import pytest
@@ -169,7 +170,15 @@ def test_risk_report_round_trip_keeps_nested_record_and_fhir_resource() -> None:
     original = rich_report()
     message = convert.risk_report_to_proto(original)
     assert message.inputs.clinical.variables.prior_hip_fracture.value.bool_value is False
+    # the FHIR resource travels as JSON text in its own element order, ready to post to a FHIR server
+    assert list(json.loads(message.fhir_risk_assessment_json)) == ["resourceType", "status", "subject", "prediction"]
     assert convert.risk_report_from_proto(message) == original
+    for text, reason in (("{not json", "is not JSON"), ("[1, 2]", "not a JSON object")):
+        message.fhir_risk_assessment_json = text
+        with pytest.raises(ValueError, match=reason):
+            convert.risk_report_from_proto(message)
+    message.fhir_risk_assessment_json = ""
+    assert convert.risk_report_from_proto(message).fhir_risk_assessment is None
 
 
 def test_model_card_round_trip_carries_manifest_hash_on_the_wire() -> None:

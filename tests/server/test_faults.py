@@ -120,6 +120,22 @@ def test_fhir_server_down_failing_or_slow(misbehaving: ThreadingHTTPServer) -> N
         assert wait_serving(channel, timeout_s=5) == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_rpcs_beyond_the_bound_are_refused_at_once(misbehaving: ThreadingHTTPServer) -> None:
+    """Every thread busy and no room to queue: the next RPC gets RESOURCE_EXHAUSTED, not an unbounded wait."""
+    _Misbehaving.delay_s, _Misbehaving.status = 1.5, 500
+    url = f"http://127.0.0.1:{misbehaving.server_address[1]}/fhir"
+    config = ServerConfig(port=0, max_workers=1, max_concurrent_rpcs=1, fhir=FhirSourceConfig(source=url, timeout_s=5))
+    with _serve(config) as (_running, stub, _channel):
+        slow = stub.Assess.future(pb.AssessRequest(fhir_patient=pb.FhirPatient(patient_id="p1")), timeout=30)
+        time.sleep(0.3)  # the slow FHIR fetch now holds the only thread
+        started = time.monotonic()
+        code, details = _code(lambda: stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
+        assert time.monotonic() - started < 1.0
+        assert slow.exception() is not None and slow.code() == grpc.StatusCode.UNAVAILABLE
+        assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10).id  # served again
+
+
 def test_pacs_down_or_slow(misbehaving: ThreadingHTTPServer) -> None:
     request = _precomputed_request()
     request.ClearField("bone_features")

@@ -107,7 +107,7 @@ class AssessmentInputs(_message.Message):
     def __init__(self, clinical_sources: _Optional[_Iterable[str]] = ..., series_uid: _Optional[str] = ..., study_uid: _Optional[str] = ..., segmentation_backend: _Optional[str] = ..., features_used: _Optional[_Mapping[str, float]] = ..., imputed: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[str]] = ..., clinical: _Optional[_Union[_clinical_record_pb2.ClinicalRecord, _Mapping]] = ..., imaging: _Optional[_Union[_bone_features_pb2.FeatureSummary, _Mapping]] = ...) -> None: ...
 
 class RiskReport(_message.Message):
-    __slots__ = ("schema", "patient_id", "index_date", "diagnosis", "screening_flags", "predictions", "explanations", "model", "inputs", "warnings", "fhir_risk_assessment")
+    __slots__ = ("schema", "patient_id", "index_date", "diagnosis", "screening_flags", "predictions", "explanations", "model", "inputs", "warnings", "fhir_risk_assessment_json")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -118,7 +118,7 @@ class RiskReport(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
-    FHIR_RISK_ASSESSMENT_FIELD_NUMBER: _ClassVar[int]
+    FHIR_RISK_ASSESSMENT_JSON_FIELD_NUMBER: _ClassVar[int]
     schema: str
     patient_id: str
     index_date: str
@@ -129,5 +129,5 @@ class RiskReport(_message.Message):
     model: ModelRef
     inputs: AssessmentInputs
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    fhir_risk_assessment: _struct_pb2.Struct
-    def __init__(self, schema: _Optional[str] = ..., patient_id: _Optional[str] = ..., index_date: _Optional[str] = ..., diagnosis: _Optional[_Union[Diagnosis, _Mapping]] = ..., screening_flags: _Optional[_Iterable[_Union[ScreeningFlag, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., inputs: _Optional[_Union[AssessmentInputs, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., fhir_risk_assessment: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    fhir_risk_assessment_json: str
+    def __init__(self, schema: _Optional[str] = ..., patient_id: _Optional[str] = ..., index_date: _Optional[str] = ..., diagnosis: _Optional[_Union[Diagnosis, _Mapping]] = ..., screening_flags: _Optional[_Iterable[_Union[ScreeningFlag, _Mapping]]] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., inputs: _Optional[_Union[AssessmentInputs, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., fhir_risk_assessment_json: _Optional[str] = ...) -> None: ...
