@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fusion.types import RiskReport
+from fusion.types import AssessmentInputs, RiskReport
 from server import convert
 from server.report_encoder import encode_risk_report
 from tests.server.test_convert import rich_report
@@ -21,3 +21,9 @@ def test_rich_report() -> None:
 
 def test_report_without_optional_parts() -> None:
     _same(rich_report().model_copy(update={"fhir_risk_assessment": None, "explanations": [], "warnings": []}))
+
+
+def test_bare_report() -> None:
+    """No flags, predictions, explanations, inputs or FHIR resource: the sub-messages still match."""
+    bare = {"inputs": AssessmentInputs(), "screening_flags": [], "predictions": [], "fhir_risk_assessment": None}
+    _same(rich_report().model_copy(update={**bare, "explanations": [], "warnings": []}))
