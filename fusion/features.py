@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from clinical.types import ClinicalRecord, ClinicalVariables
+from clinical.types import ClinicalRecord, ClinicalVariables, Variable
 from fusion.cohort_table import canonical_feature_names, column_spec
 from fusion.errors import ModelInputError
 from imaging.types import BoneFeatures
@@ -31,6 +31,7 @@ _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 _FEMALE = {"female", "f", "woman", "1"}
 _MALE = {"male", "m", "man", "0"}
+_CLINICAL_NAMES = ClinicalVariables.names()
 _KIND_OF_DTYPE: dict[str, FeatureKind] = {"float": "continuous", "int": "continuous", "bool": "binary"}
 
 
@@ -141,15 +142,18 @@ def feature_row(clinical: ClinicalRecord | None, bone: BoneFeatures | None) -> F
     warnings: list[str] = []
     sources: tuple[str, ...] = ()
     if clinical is not None:
-        for name in ClinicalVariables.names():
-            variable = clinical.variables.get(name)
+        variables = clinical.variables
+        references: set[str] = set()
+        for name in _CLINICAL_NAMES:
+            variable: Variable = getattr(variables, name)
+            references.update(variable.sources)  # as `ClinicalRecord.sources()`, in the same pass
             if variable.is_missing:
                 values[name] = None
                 continue
             values[name] = encode_value(name, variable.value)
             if variable.status == "imputed":
                 defaulted.append(name)
-        sources = tuple(clinical.sources())
+        sources = tuple(sorted(references))
         warnings.extend(clinical.warnings)
     if bone is not None:
         summary = bone.summary
