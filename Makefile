@@ -73,7 +73,7 @@ lock: setup
 	mv constraints.txt.new constraints.txt
 
 bench: setup
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/*_bench.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(FHIR_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
