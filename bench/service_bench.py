@@ -134,6 +134,11 @@ def _checked(load: Result, metrics_url: str, before: dict[str, float]) -> Result
     failed = {code: n - before.get(code, 0.0) for code, n in after.items() if code != "OK"}
     errors = dict(load["errors"])  # type: ignore[call-overload]
     errors.update({code: int(n) for code, n in failed.items() if n})
+    # an RPC refused before any handler runs (RESOURCE_EXHAUSTED past max_concurrent_rpcs) is not counted by
+    # the server, and h2load sees HTTP 200: every timed request must also appear as an OK the server counted
+    answered_ok = after.get("OK", 0.0) - before.get("OK", 0.0)
+    if answered_ok < int(load["requests"]):  # type: ignore[call-overload]
+        errors["NOT_ANSWERED_OK"] = int(load["requests"]) - int(answered_ok)  # type: ignore[call-overload]
     return {**load, "errors": errors}
 
 

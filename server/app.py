@@ -13,6 +13,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from server.config import ServerConfig
 from server.generated.osteorisk.v1 import fracture_risk_service_pb2_grpc
 from server.observability import AuditLog, Metrics, ObservabilityInterceptor, configure_json_logging
+from server.rpc_executor import RpcExecutor
 from server.security import Authenticator, AuthInterceptor, server_credentials
 from server.service import SERVICE_NAME, FractureRiskService
 from server.wire import DecodeGuardInterceptor
@@ -66,8 +68,9 @@ def _build(config: ServerConfig) -> RunningServer:
         # several server processes may share the port only when asked to (config.processes > 1)
         ("grpc.so_reuseport", 1 if config.processes > 1 else 0),
     ]
+    executor = RpcExecutor(active=config.max_workers, max_threads=config.max_threads)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+        cast(futures.ThreadPoolExecutor, executor),  # grpc's stubs name ThreadPoolExecutor; grpc calls only submit()
         interceptors=interceptors,
         options=options,
         # RPCs beyond the threads wait in arrival order; past the bound, RESOURCE_EXHAUSTED, not unbounded waiting

@@ -39,6 +39,7 @@ from imaging.types import BoneFeatures
 from server.errors import RequestError, ServerBusyError
 from server.fhir_risk_assessment import build_risk_assessment
 from server.pacs import PacsClient
+from server.rpc_executor import blocking
 
 # ---- clinical inputs ---------------------------------------------------------------------------------------
 
@@ -198,12 +199,13 @@ def _check_outcomes(request: AssessmentRequest) -> None:
 @contextmanager
 def _ct_slot(runtime: Runtime, timeout_s: float | None) -> Iterator[None]:
     """Hold one of the server's CT slots (each study may need a gigabyte or more), waiting within the deadline."""
-    if not runtime.ct_slots.acquire(timeout=timeout_s):
-        raise ServerBusyError("every CT slot of this server stayed busy until the deadline: retry later")
-    try:
-        yield
-    finally:
-        runtime.ct_slots.release()
+    with blocking():  # waiting for a slot, fetching and measuring: other RPCs run meanwhile
+        if not runtime.ct_slots.acquire(timeout=timeout_s):
+            raise ServerBusyError("every CT slot of this server stayed busy until the deadline: retry later")
+        try:
+            yield
+        finally:
+            runtime.ct_slots.release()
 
 
 def extract_bone_features(
@@ -306,7 +308,8 @@ def _clinical_record(
             )
         if not clinical.patient_id:
             raise RequestError("clinical.fhir_patient.patient_id", "REQUIRED", "patient_id is required")
-        return clinical.patient_id, build_record(runtime.fhir, clinical.patient_id, index_date)
+        with blocking():  # the FHIR server's answers: other RPCs run meanwhile
+            return clinical.patient_id, build_record(runtime.fhir, clinical.patient_id, index_date)
     if not runtime.allow_local_inputs:
         raise RequestError("clinical", "LOCAL_PATHS_REFUSED", "this server does not read local paths")
     return _record_from(open_source(clinical.source), clinical.patient_id or patient_id, index_date)

@@ -98,9 +98,15 @@ class ServerConfig(_Section):
         default=4,
         ge=1,
         le=256,
-        description="RPC threads per process. Python runs one thread at a time, so a few threads keep fast "
-        "assessments in arrival order (bench/RESULTS.md: p99 17-20 ms with 4 threads, 21-33 ms with 8 or 16, "
-        "2 cores); raise it when many slow requests (CT, FHIR server fetches, long streams) run at once",
+        description="RPC threads per process that run at once (server/rpc_executor.py): Python runs one thread at "
+        "a time, so a few keep fast assessments in arrival order",
+    )
+    max_threads: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="RPC threads per process in all: the extra ones stand in for RPCs waiting on the PACS, the "
+        "FHIR server, a CT slot or a stream's client",
     )
     max_concurrent_rpcs: int = Field(
         default=128, ge=1, description="RPCs accepted per process at once, running or queued (then RESOURCE_EXHAUSTED)"
@@ -129,6 +135,8 @@ class ServerConfig(_Section):
 
     @model_validator(mode="after")
     def _room_for_every_thread(self) -> ServerConfig:
+        if self.max_threads < self.max_workers:
+            raise ValueError(f"max_threads ({self.max_threads}) must be at least max_workers ({self.max_workers})")
         if self.max_concurrent_rpcs < self.max_workers:
             raise ValueError(
                 f"max_concurrent_rpcs ({self.max_concurrent_rpcs}) must be at least max_workers ({self.max_workers})"
@@ -165,6 +173,7 @@ _ENV_KEYS = {
     "HOST": ("host",),
     "PORT": ("port",),
     "MAX_WORKERS": ("max_workers",),
+    "MAX_THREADS": ("max_threads",),
     "MAX_CONCURRENT_RPCS": ("max_concurrent_rpcs",),
     "PROCESSES": ("processes",),
     "MODEL_DIR": ("model_dir",),

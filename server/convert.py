@@ -33,7 +33,7 @@ from server.generated.osteorisk.v1 import (
 )
 
 M = TypeVar("M", bound=Message)
-_JSON_WELL_KNOWN = frozenset({"google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue"})
+_JSON_WELL_KNOWN = frozenset({"google.protobuf.Struct", "google.protobuf.ListValue"})  # Value: `_json_value`
 D = TypeVar("D", bound=BaseModel)
 
 

@@ -153,7 +153,7 @@ def risk_assessment_json(resource: dict[str, Any]) -> str:
 
 def canonical_risk_assessment(resource: dict[str, Any]) -> dict[str, Any]:
     """Validate a RiskAssessment and give it the element order of the FHIR model (the same JSON text whatever
-    order its keys arrived in, e.g. through a protobuf Struct)."""
+    order its keys arrived in, e.g. from another JSON writer)."""
     validated = RiskAssessment.model_validate(resource)
     result: dict[str, Any] = validated.model_dump(mode="json", exclude_none=True)
     return result

@@ -37,6 +37,7 @@ from server.generated.osteorisk.v1 import (
 from server.observability import AuditLog, Metrics
 from server.pacs import PacsClient
 from server.report_encoder import encode_risk_report
+from server.rpc_executor import blocking
 from server.security import current_caller
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,16 @@ def _cancel_event(context: grpc.ServicerContext) -> threading.Event:
     if not context.add_callback(event.set):  # the RPC has already ended
         event.set()
     return event
+
+
+def _requests(iterator: Iterator[R]) -> Iterator[R]:
+    """A stream's requests; waiting for the client's next one lends this thread's place to other RPCs."""
+    while True:
+        with blocking():
+            request = next(iterator, None)
+        if request is None:
+            return
+        yield request
 
 
 def _open_fhir(config: FhirSourceConfig) -> FhirSource:
@@ -217,7 +228,7 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
         except ServiceNotReadyError as exc:
             _abort(context, exc)
         cancel = _cancel_event(context)  # one for the whole stream
-        for position, request in enumerate(request_iterator):
+        for position, request in enumerate(_requests(request_iterator)):
             request_id = request.request_id or f"#{position}"
             try:
                 report = self._assess_one(request, context, cancel)

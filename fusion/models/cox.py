@@ -335,7 +335,7 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
         self._offset = [self.mean_ @ w for w in self._w]
         self._cumhaz = np.concatenate([self.baseline_cumhaz_[None], self.boot_baseline_cumhaz_], axis=0)
         # the replicates' coefficients centred over replicates, (p, B) per cause, and their products (3, p, p)
-        # for pairs 11, 22, 12: the one-patient delta method's quadratic part (see `_delta_covariance_one`)
+        # for pairs 11, 22, 12: the one-patient delta method's quadratic part (see `_delta_interval_one`)
         self._boot_centred: list[FloatArray] = []
         self._delta_quadratic: FloatArray | None = None
         if self.boot_coef_.shape[0] >= 2:
@@ -454,7 +454,8 @@ class CauseSpecificCox(BaseEstimator):  # type: ignore[misc]
         With u = x - m, A_k the replicates' centred coefficients (p, B) and L_k their centred log baseline
         cumulative hazards (B, H): sum_b (u'A_j + L_j)_b (u'A_k + L_k)_b = u'A_j A_k'u + u'(A_j L_k + A_k L_j)
         + sum_b L_j L_k, a few (p, p) and (p, H) products instead of (B,)-long ones per patient."""
-        assert self._delta_quadratic is not None and grid.delta_linear is not None and grid.delta_constant is not None
+        if self._delta_quadratic is None or grid.delta_linear is None or grid.delta_constant is None:
+            raise ModelArtifactError("the model has no bootstrap replicates for a delta-method interval")
         eta1 = min(float(x @ self._w[0][:, 0]) - float(self._offset[0][0]), _MAX_ETA)
         eta2 = min(float(x @ self._w[1][:, 0]) - float(self._offset[1][0]), _MAX_ETA)
         cif, dc1, dc2 = cif_with_gradients_one(

@@ -34,6 +34,9 @@ def test_errors_name_the_key(tmp_path: Path) -> None:
         load_config(path, environ={})
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", environ={})
+    path.write_text("max_workers = 8\nmax_threads = 4\n")
+    with pytest.raises(ConfigError, match="max_threads"):
+        load_config(path, environ={})
     path.write_text("max_workers = 8\nmax_concurrent_rpcs = 4\n")
     with pytest.raises(ConfigError, match="max_concurrent_rpcs"):
         load_config(path, environ={})

@@ -136,6 +136,24 @@ def test_rpcs_beyond_the_bound_are_refused_at_once(misbehaving: ThreadingHTTPSer
         assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10).id  # served again
 
 
+def test_slow_upstreams_do_not_starve_fast_requests(misbehaving: ThreadingHTTPServer) -> None:
+    """One RPC place, three requests waiting on a slow FHIR server: model info and health still answer at once."""
+    _Misbehaving.delay_s, _Misbehaving.status = 2.0, 500
+    url = f"http://127.0.0.1:{misbehaving.server_address[1]}/fhir"
+    config = ServerConfig(port=0, max_workers=1, fhir=FhirSourceConfig(source=url, timeout_s=10))
+    with _serve(config) as (_running, stub, channel):
+        slow = [
+            stub.Assess.future(pb.AssessRequest(fhir_patient=pb.FhirPatient(patient_id=f"p{i}")), timeout=30)
+            for i in range(3)
+        ]
+        time.sleep(0.3)  # all three now wait on the FHIR server
+        started = time.monotonic()
+        assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10).id
+        assert wait_serving(channel, timeout_s=5) == health_pb2.HealthCheckResponse.SERVING
+        assert time.monotonic() - started < 1.0
+        assert all(call.code() == grpc.StatusCode.UNAVAILABLE for call in slow)
+
+
 def test_pacs_down_or_slow(misbehaving: ThreadingHTTPServer) -> None:
     request = _precomputed_request()
     request.ClearField("bone_features")
@@ -169,7 +187,8 @@ def test_imaging_work_stops_when_the_caller_gives_up(tmp_path: Path) -> None:
     request.ClearField("bone_features")
     request.inline_image.format = pb.InlineImage.NIFTI
     request.inline_image.data = ct.read_bytes()
-    config = ServerConfig(port=0, max_workers=1, feature_cache_entries=0)
+    # one thread in all, so that no other thread can stand in for it while it waits on the CT
+    config = ServerConfig(port=0, max_workers=1, max_threads=1, feature_cache_entries=0)
     with _serve(config) as (_running, stub, _channel):
         started = time.monotonic()
         stub.Assess(request, timeout=120)
