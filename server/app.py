@@ -40,6 +40,7 @@ class RunningServer:
     metrics: Metrics
     metrics_port: int | None
     servicer: FractureRiskService
+    executor: RpcExecutor
 
     def stop(self, grace_s: float) -> None:
         """Graceful shutdown: report NOT_SERVING, refuse new RPCs, end streams at a request boundary, let
@@ -47,6 +48,7 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.servicer.begin_shutdown()
         self.server.stop(grace_s).wait()
+        self.executor.shutdown(wait=False)  # its threads end once the queue is empty
         self.servicer.close()
         self.metrics.close()
 
@@ -101,7 +103,7 @@ def _build(config: ServerConfig) -> RunningServer:
         raise OSError(f"could not bind {address}")
     metrics_port = metrics.serve_http(config.host, config.metrics_port) if config.metrics_port is not None else None
     servicer.start_loading()
-    return RunningServer(server, port, health_servicer, metrics, metrics_port, servicer)
+    return RunningServer(server, port, health_servicer, metrics, metrics_port, servicer, executor)
 
 
 def start(config: ServerConfig) -> RunningServer:

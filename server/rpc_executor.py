@@ -44,6 +44,7 @@ class _Work:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
             self.future.set_exception(exc)
+            self = None  # type: ignore[assignment]  # the traceback must not keep the work's arguments alive
         else:
             self.future.set_result(result)
 
@@ -73,14 +74,17 @@ class RpcExecutor(futures.Executor):
     # ---- Executor ----------------------------------------------------------------------------------
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> futures.Future[T]:
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new work after shutdown")
         future: futures.Future[T] = futures.Future()
-        self._queue.put(_Work(future, fn, args, kwargs))
+        with self._lock:  # never after shutdown's stop marks
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            self._queue.put(_Work(future, fn, args, kwargs))
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
+            if self._shutdown:
+                return
             self._shutdown = True
             threads = list(self._threads)
             while self._parked:
@@ -103,11 +107,15 @@ class RpcExecutor(futures.Executor):
     # ---- the pool ----------------------------------------------------------------------------------
 
     def _start_thread(self) -> None:
-        """With the lock held: one more active thread."""
+        """With the lock held: one more active thread (none when the system refuses a new thread)."""
         thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+        self._active += 1  # before start: the new thread may finish an item and check the count at once
+        try:
+            thread.start()
+        except RuntimeError:  # "can't start new thread": the queue waits for a place instead
+            self._active -= 1
+            return
         self._threads.append(thread)
-        self._active += 1
-        thread.start()
 
     def _work(self) -> None:
         _current.executor = self
@@ -158,7 +166,10 @@ class RpcExecutor(futures.Executor):
 @contextmanager
 def blocking() -> Iterator[None]:
     """Mark a wait on I/O (a PACS or FHIR fetch, a CT slot, a stream's next message, CT work in native code):
-    in an `RpcExecutor` thread another RPC may run meanwhile; anywhere else it does nothing."""
+    in an `RpcExecutor` thread another RPC may run meanwhile; anywhere else it does nothing.
+
+    Enter and leave it in the same frame on the same thread: never `yield` inside it (a generator closed
+    elsewhere would leave it on another thread)."""
     executor: RpcExecutor | None = getattr(_current, "executor", None)
     if executor is None or getattr(_current, "blocked", False):  # not a worker, or already lent (nested)
         yield

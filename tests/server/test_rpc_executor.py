@@ -66,12 +66,12 @@ def test_a_blocked_thread_lends_its_place() -> None:
     executor.shutdown()
 
 
-def test_no_place_is_lent_beyond_max_threads_or_twice() -> None:
+def test_no_place_is_lent_beyond_max_threads() -> None:
     executor = RpcExecutor(active=1, max_threads=1)
     events: list[str] = []
 
     def slow() -> None:
-        with blocking(), blocking():  # nested: lent once
+        with blocking():
             time.sleep(0.3)
         events.append("slow")
 
@@ -80,6 +80,74 @@ def test_no_place_is_lent_beyond_max_threads_or_twice() -> None:
     first.result(timeout=5)
     second.result(timeout=5)
     assert events == ["slow", "fast"]  # one thread in all: nobody could stand in
+    executor.shutdown()
+
+
+def test_nested_blocking_lends_once_and_the_returning_thread_steps_aside() -> None:
+    executor = RpcExecutor(active=1, max_threads=3)
+    go = threading.Event()
+
+    def slow() -> None:
+        with blocking(), blocking():  # nested: one stand-in, not two
+            assert go.wait(timeout=5)
+
+    first = executor.submit(slow)
+    executor.submit(go.set).result(timeout=5)
+    first.result(timeout=5)
+    assert len(executor._threads) == 2
+    lock = threading.Lock()
+    running, peak = [0], [0]
+
+    def busy() -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+
+    for future in [executor.submit(busy) for _ in range(20)]:
+        future.result(timeout=10)
+    assert peak[0] == 1  # the thread back from blocking() parked: one place again
+    executor.shutdown()
+
+
+def test_a_parked_thread_stands_in_again() -> None:
+    executor = RpcExecutor(active=1, max_threads=2)
+
+    def needs_a_stand_in() -> bool:
+        done = threading.Event()
+        executor.submit(done.set)
+        with blocking():
+            return done.wait(timeout=3)
+
+    assert [executor.submit(needs_a_stand_in).result(timeout=10) for _ in range(4)] == [True] * 4
+    assert len(executor._threads) == 2
+    executor.shutdown()
+
+
+def test_cancelled_work_never_runs_and_shutdown_cancels_the_queue() -> None:
+    executor = RpcExecutor(active=1, max_threads=1)
+    gate = threading.Event()
+    first = executor.submit(gate.wait, 5)
+    while not first.running():
+        time.sleep(0.005)
+    ran: list[str] = []
+    withdrawn = executor.submit(ran.append, "withdrawn")
+    assert withdrawn.cancel()
+    gate.set()
+    assert first.result(timeout=5) is True
+    executor.submit(ran.append, "next").result(timeout=5)
+    assert ran == ["next"]
+    gate.clear()
+    first = executor.submit(gate.wait, 5)
+    while not first.running():
+        time.sleep(0.005)
+    queued = executor.submit(pow, 2, 3)
+    executor.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert first.result(timeout=5) is True
+    assert queued.cancelled()
     executor.shutdown()
 
 
