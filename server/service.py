@@ -24,7 +24,7 @@ from fusion.artifacts import load_model
 from fusion.bundled import default_model_dir
 from imaging.io import ReadOptions
 from server import convert, wire
-from server.assessment import FeatureCache, Runtime, assess, extract_bone_features
+from server.assessment import FeatureCache, PrecomputedFeatures, Runtime, assess, extract_bone_features
 from server.config import FhirSourceConfig, ServerConfig
 from server.errors import RequestError, status_for
 from server.generated.osteorisk.v1 import (
@@ -190,10 +190,13 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
         self,
         request: fracture_risk_service_pb2.AssessRequest,
         context: grpc.ServicerContext,
-        cancel: threading.Event,
+        cancel: threading.Event | None,
     ) -> risk_report_pb2.RiskReport:
+        """One assessment; `cancel` (None: made here when the request has CT work to stop) ends that work."""
         runtime = self._ready()
         domain_request = wire.assessment_request(request)
+        if cancel is None and not isinstance(domain_request.imaging, PrecomputedFeatures | None):
+            cancel = _cancel_event(context)
         outcome = "ERROR"
         patient = domain_request.patient_id
         try:
@@ -214,7 +217,7 @@ class FractureRiskService(fracture_risk_service_pb2_grpc.FractureRiskServiceServ
     def Assess(
         self, request: fracture_risk_service_pb2.AssessRequest, context: grpc.ServicerContext
     ) -> risk_report_pb2.RiskReport:
-        return self._assess_one(request, context, _cancel_event(context))
+        return self._assess_one(request, context, None)
 
     def AssessStream(
         self, request_iterator: Iterator[fracture_risk_service_pb2.AssessRequest], context: grpc.ServicerContext
