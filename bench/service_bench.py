@@ -66,8 +66,8 @@ def precomputed_request() -> pb.AssessRequest:
 
 Result = dict[str, object]
 Loader = Callable[[str, str, Path, float], Result]
-CLIENTS = 16
-WARMUP_S = 2.0
+CLIENTS = 16  # the benchmark: 16 concurrent clients on loopback
+WARMUP_S = 2.0  # before timing: connections open, each server process has its model loaded and warm
 
 
 def _grpcio_load(target: str, method: str, payload: Path, seconds: float) -> Result:

@@ -94,5 +94,5 @@ class ClinicalRecord(_Model):
 
     def sources(self) -> list[str]:
         """Every FHIR reference any variable came from, sorted, without duplicates."""
-        refs = {ref for name in ClinicalVariables.names() for ref in self.variables.get(name).sources}
-        return sorted(refs)
+        variables = self.variables
+        return sorted({ref for name in ClinicalVariables.model_fields for ref in getattr(variables, name).sources})

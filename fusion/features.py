@@ -143,17 +143,15 @@ def feature_row(clinical: ClinicalRecord | None, bone: BoneFeatures | None) -> F
     sources: tuple[str, ...] = ()
     if clinical is not None:
         variables = clinical.variables
-        references: set[str] = set()
         for name in _CLINICAL_NAMES:
             variable: Variable = getattr(variables, name)
-            references.update(variable.sources)  # as `ClinicalRecord.sources()`, in the same pass
             if variable.is_missing:
                 values[name] = None
                 continue
             values[name] = encode_value(name, variable.value)
             if variable.status == "imputed":
                 defaulted.append(name)
-        sources = tuple(sorted(references))
+        sources = tuple(clinical.sources())
         warnings.extend(clinical.warnings)
     if bone is not None:
         summary = bone.summary

@@ -168,8 +168,8 @@ def blocking() -> Iterator[None]:
     """Mark a wait on I/O (a PACS or FHIR fetch, a CT slot, a stream's next message, CT work in native code):
     in an `RpcExecutor` thread another RPC may run meanwhile; anywhere else it does nothing.
 
-    Enter and leave it in the same frame on the same thread: never `yield` inside it (a generator closed
-    elsewhere would leave it on another thread)."""
+    Enter and leave it on the same thread: a generator may yield inside it only as a context manager used in
+    a `with` (as `assessment._ct_slot`), never as an iterator that could be closed on another thread."""
     executor: RpcExecutor | None = getattr(_current, "executor", None)
     if executor is None or getattr(_current, "blocked", False):  # not a worker, or already lent (nested)
         yield

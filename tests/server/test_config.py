@@ -24,25 +24,26 @@ def test_file_then_environment(tmp_path: Path) -> None:
     assert config.dicomweb is not None and config.dicomweb.base_url.startswith("https://pacs")
 
 
-def test_errors_name_the_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("port = 99999\n", "port"),
+        ("port = [\n", "not valid TOML"),
+        ("max_workers = 8\nmax_threads = 4\n", "max_threads"),
+        ("max_workers = 8\nmax_concurrent_rpcs = 4\n", "max_concurrent_rpcs"),
+        ("unknown_key = 1\n", "unknown_key"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, named: str) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text("port = 99999\n")
-    with pytest.raises(ConfigError, match="port"):
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=named):
         load_config(path, environ={})
-    path.write_text("port = [\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        load_config(path, environ={})
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", environ={})
-    path.write_text("max_workers = 8\nmax_threads = 4\n")
-    with pytest.raises(ConfigError, match="max_threads"):
-        load_config(path, environ={})
-    path.write_text("max_workers = 8\nmax_concurrent_rpcs = 4\n")
-    with pytest.raises(ConfigError, match="max_concurrent_rpcs"):
-        load_config(path, environ={})
-    path.write_text("unknown_key = 1\n")
-    with pytest.raises(ConfigError, match="unknown_key"):
-        load_config(path, environ={})
 
 
 def test_server_side_paths_must_lie_in_the_data_roots(tmp_path: Path) -> None:

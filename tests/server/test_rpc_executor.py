@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from server import rpc_executor
 from server.rpc_executor import RpcExecutor, blocking
 
 
@@ -152,5 +153,7 @@ def test_cancelled_work_never_runs_and_shutdown_cancels_the_queue() -> None:
 
 
 def test_blocking_outside_the_pool_does_nothing() -> None:
+    """The CLI runs the same assessment code in-process: there `blocking()` neither fails nor marks the thread."""
     with blocking():
-        pass
+        assert not getattr(rpc_executor._current, "blocked", False)
+    assert getattr(rpc_executor._current, "executor", None) is None
